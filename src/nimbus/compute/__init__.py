@@ -1,0 +1,1 @@
+"""FaaS: zygote, workers, instance pools and the invoker."""

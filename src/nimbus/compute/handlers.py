@@ -1,0 +1,76 @@
+"""Worker side: find the user's handler, call it the way it wants, shape what it returns."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from nimbus.compute.protocol import ErrorInfo, ErrorKind, HttpEvent, HttpReply
+from nimbus.errors import HTTPError
+from nimbus.http import Request, Response
+
+HandlerFunc = Callable[..., Any]
+JSON = "application/json"
+
+
+def load_handler(reference: str) -> HandlerFunc:
+    """Import `module:qualified.name` and return the callable."""
+    module_name, _, qualname = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{reference} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def wants_context(handler: HandlerFunc) -> bool:
+    """Handlers take `(event)` or `(event, context)`; look once, at load time."""
+    try:
+        parameters = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+def make_event(http: HttpEvent | None, payload: bytes) -> Any:
+    if http is None:
+        return msgspec.json.decode(payload)
+    return Request(http.method, http.path, http.params, http.query_string, http.headers, http.body)
+
+
+def shape_http(value: Any) -> HttpReply:
+    """Turn what an HTTP handler returned into status, headers and body."""
+    status, headers = 200, {}
+    if isinstance(value, Response):
+        status, headers, value = value.status, dict(value.headers), value.body
+    lowered = {name.lower() for name in headers}
+    if value is None:
+        body, content_type = b"", None
+        status = 204 if status == 200 else status
+    elif isinstance(value, bytes | bytearray | memoryview):
+        body, content_type = bytes(value), "application/octet-stream"
+    elif isinstance(value, str):
+        body, content_type = value.encode(), "text/plain; charset=utf-8"
+    else:
+        body, content_type = msgspec.json.encode(value), JSON
+    if content_type is not None and "content-type" not in lowered:
+        headers["content-type"] = content_type
+    return HttpReply(status, [(str(k), str(v)) for k, v in headers.items()], body)
+
+
+def http_error_reply(error: HTTPError) -> HttpReply:
+    body = msgspec.json.encode({"error": error.detail or f"HTTP {error.status}"})
+    return HttpReply(error.status, [("content-type", JSON)], body)
+
+
+def error_info(kind: ErrorKind, error: BaseException) -> ErrorInfo:
+    lines = traceback.format_exception(error)
+    return ErrorInfo(kind, type(error).__name__, str(error), [line.rstrip("\n") for line in lines])
+

@@ -1,0 +1,184 @@
+"""Controller side of one function instance: send invocations, enforce the timeout, notice death."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from nimbus.compute.protocol import (
+    ErrorInfo,
+    FrameBuffer,
+    FromWorker,
+    InitFailed,
+    Invoke,
+    Log,
+    Ready,
+    Result,
+    WorkerConfig,
+    pack,
+)
+from nimbus.compute.spawner import Zygote
+from nimbus.errors import NimbusError
+
+LogSink = Callable[[str, Log], None]
+EXIT_STATUS_WAIT = 2.0
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(FromWorker)  # type: ignore[arg-type]
+
+
+class InitError(NimbusError):
+    """The instance could not load its handler (import error, missing name, bad memory limit)."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(f"{info.type}: {info.message}")
+        self.info = info
+
+
+def describe_exit(status: int | None) -> str:
+    if status is None:
+        return "the instance exited unexpectedly"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"the instance was killed by {name}"
+    return f"the instance exited with status {status}"
+
+
+class Instance:
+    """A running worker process of one function."""
+
+    def __init__(self, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> None:
+        self.config = config
+        self.function = config.function
+        self.capacity = config.concurrency
+        self.zygote = zygote
+        self.pid = 0
+        self.init_ms = 0.0
+        self.leases = 0
+        self.last_used = time.monotonic()
+        self.alive = True
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._on_log = on_log
+        self._ready: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
+        self._inflight: dict[str, tuple[asyncio.Future[Result], asyncio.TimerHandle]] = {}
+        self._transport: asyncio.Transport | None = None
+        self._killed_by_us: str | None = None
+
+    @classmethod
+    async def start(cls, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> Instance:
+        """Fork an instance and wait until its handler is loaded (raises InitError if not)."""
+        instance = cls(config, zygote, on_log)
+        instance.pid, sock = await zygote.spawn(config)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_accepted_socket(lambda: _Protocol(instance), sock)
+        instance._transport = transport  # type: ignore[assignment]
+        ready = await instance._ready
+        instance.init_ms = ready.init_ms
+        return instance
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight)
+
+    def invoke(self, frame: Invoke, timeout: float) -> asyncio.Future[Result]:
+        """Send an invocation; the future always resolves with a Result, never raises."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        if not self.alive or self._transport is None:
+            future.set_result(_failed(frame.id, "Crash", "InstanceGone", describe_exit(None)))
+            return future
+        timer = loop.call_later(timeout, self._time_out, frame.id, timeout)
+        self._inflight[frame.id] = (future, timer)
+        self._transport.write(pack(frame))
+        return future
+
+    def stop(self) -> None:
+        """Ask the instance to exit: closing its socket ends the worker loop."""
+        self.alive = False
+        if self._transport is not None:
+            self._transport.close()
+
+    def kill(self, reason: str) -> None:
+        self.alive = False
+        self._killed_by_us = reason
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _time_out(self, request_id: str, timeout: float) -> None:
+        entry = self._inflight.pop(request_id, None)
+        if entry is None:
+            return
+        message = f"the invocation exceeded its timeout of {timeout:g} s"
+        result = _failed(request_id, "Timeout", "Timeout", message)
+        result.duration_ms = timeout * 1000
+        entry[0].set_result(result)
+        self.kill("timeout")
+
+    def on_frame(self, frame: Any) -> None:
+        if isinstance(frame, Result):
+            entry = self._inflight.pop(frame.id, None)
+            if entry is not None:
+                entry[1].cancel()
+                entry[0].set_result(frame)
+            if frame.exiting:
+                self.alive = False
+        elif isinstance(frame, Log):
+            self._on_log(self.function, frame)
+        elif isinstance(frame, Ready):
+            self._ready.set_result(frame)
+        elif isinstance(frame, InitFailed):
+            self.alive = False
+            self._ready.set_exception(InitError(frame.error))
+
+    def on_lost(self) -> None:
+        self.alive = False
+        asyncio.get_running_loop().create_task(self._bury())
+
+    async def _bury(self) -> None:
+        """Fail what was in flight with the reason the process died, then report closed."""
+        status: int | None = None
+        if self.pid:
+            try:
+                status = await asyncio.wait_for(
+                    asyncio.shield(self.zygote.exit_status(self.pid)), EXIT_STATUS_WAIT
+                )
+            except (TimeoutError, asyncio.CancelledError):
+                status = None
+            self.zygote.forget(self.pid)
+        reason = describe_exit(status)
+        if self._killed_by_us:
+            reason = f"{reason} ({self._killed_by_us})"
+        if not self._ready.done():
+            info = ErrorInfo("Init", "InstanceExited", f"{reason} while starting")
+            self._ready.set_exception(InitError(info))
+        for request_id, (future, timer) in self._inflight.items():
+            timer.cancel()
+            future.set_result(_failed(request_id, "Crash", "InstanceExited", reason))
+        self._inflight.clear()
+        self.closed.set_result(None)
+
+
+def _failed(request_id: str, kind: Any, type_: str, message: str) -> Result:
+    return Result(request_id, 0.0, 0, error=ErrorInfo(kind, type_, message))
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
+        self._buffer = FrameBuffer(_decoder)
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self._buffer.feed(data):
+            self._instance.on_frame(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._instance.on_lost()

@@ -1,0 +1,221 @@
+"""The instance pool of one function: scale up on demand, keep warm, scale to zero, throttle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from nimbus.compute.instance import Instance, LogSink
+from nimbus.compute.protocol import WorkerConfig
+from nimbus.compute.spawner import Zygote
+from nimbus.errors import NimbusError, Throttled
+from nimbus.spec.model import FunctionSpec
+
+
+class PoolClosed(NimbusError):
+    """The pool is draining (its function changed or was removed); ask the current one."""
+
+
+@dataclass(slots=True)
+class Lease:
+    """A slot on an instance, held for one invocation; give it back with `Pool.release`."""
+
+    instance: Instance
+    cold: bool
+
+
+class _Start:
+    """An instance being started, and how many invocations already wait for its slots."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+        self.done: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+
+
+class Pool:
+    def __init__(self, spec: FunctionSpec, root: str, zygote: Zygote, on_log: LogSink) -> None:
+        self.spec = spec
+        self.zygote = zygote
+        self.config = WorkerConfig(
+            spec.name, spec.handler, root, spec.memory_mb, spec.concurrency, dict(spec.environment)
+        )
+        self.instances: list[Instance] = []
+        self.cold_starts = 0
+        self._on_log = on_log
+        self._starts: list[_Start] = []
+        self._waiters: deque[asyncio.Future[Lease]] = deque()
+        self._draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def size(self) -> int:
+        return len(self.instances) + len(self._starts)
+
+    @property
+    def busy_instances(self) -> int:
+        return sum(1 for instance in self.instances if instance.leases)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, *, wait: bool) -> Lease:
+        """A slot to run one invocation. `wait=False` (sync callers) raises Throttled when full."""
+        if self._draining:
+            raise PoolClosed(self.spec.name)
+        instance = self._free_instance()
+        if instance is not None:
+            instance.leases += 1
+            return Lease(instance, cold=False)
+        start = next((s for s in self._starts if s.claims < self.spec.concurrency), None)
+        if start is None and self.size < self.spec.max_instances:
+            start = self._begin_start()
+        if start is not None:
+            start.claims += 1
+            return Lease(await self._claimed(start), cold=True)
+        if not wait:
+            raise Throttled(
+                f"function {self.spec.name!r} is at its limit of "
+                f"{self.spec.max_instances} instance(s)"
+            )
+        waiter: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release(waiter.result())
+            raise
+
+    def release(self, lease: Lease) -> None:
+        instance = lease.instance
+        instance.last_used = time.monotonic()
+        if instance.alive and not self._draining:
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(Lease(instance, cold=False))
+                    return
+        instance.leases -= 1
+        if self._draining and instance.leases == 0:
+            instance.stop()
+
+    def ensure_minimum(self) -> None:
+        """Start instances in the background until `min_instances` are up."""
+        for _ in range(self.spec.min_instances - self.size):
+            self._begin_start()
+
+    def reap_idle(self, now: float) -> None:
+        """Stop instances idle for `keep_alive`, most idle first, keeping `min_instances`."""
+        idle = [i for i in self.instances if i.leases == 0 and now - i.last_used >= self.spec.keep_alive]
+        idle.sort(key=lambda i: i.last_used)
+        for instance in idle[: max(0, len(self.instances) - self.spec.min_instances)]:
+            self.instances.remove(instance)
+            instance.stop()
+
+    async def drain(self) -> None:
+        """Stop taking work; idle instances stop now, busy ones once their work is done."""
+        self._draining = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(PoolClosed(self.spec.name))
+        await asyncio.gather(*(asyncio.shield(s.done) for s in self._starts), return_exceptions=True)
+        for instance in list(self.instances):
+            if instance.leases == 0:
+                instance.stop()
+        await asyncio.gather(*(i.closed for i in list(self.instances)), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _free_instance(self) -> Instance | None:
+        """The most recently used instance with a free slot, so that the others can go idle."""
+        best = None
+        for instance in self.instances:
+            if instance.alive and instance.leases < instance.capacity and (
+                best is None or instance.last_used > best.last_used
+            ):
+                best = instance
+        return best
+
+    def _begin_start(self) -> _Start:
+        start = _Start()
+        self._starts.append(start)
+        self._background(self._run_start(start))
+        return start
+
+    async def _run_start(self, start: _Start) -> None:
+        try:
+            instance = await Instance.start(self.config, self.zygote, self._on_log)
+        except BaseException as error:
+            self._starts.remove(start)
+            start.done.set_exception(error)
+            start.done.exception()  # marked retrieved: its claimants may have gone
+            if start.claims == 0:
+                self._fail_one_waiter(error)  # the waiter it was started for
+            raise
+        self._starts.remove(start)
+        self.cold_starts += 1
+        instance.leases = start.claims
+        self.instances.append(instance)
+        self._watch(instance)
+        start.done.set_result(instance)
+        self._hand_to_waiters(instance)
+
+    def _fail_one_waiter(self, error: BaseException) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+                break
+        if self._waiters:
+            self._replace()
+
+    async def _claimed(self, start: _Start) -> Instance:
+        try:
+            return await asyncio.shield(start.done)
+        except asyncio.CancelledError:
+
+            def give_back(done: asyncio.Future[Instance]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    self.release(Lease(done.result(), cold=True))
+
+            start.done.add_done_callback(give_back)
+            raise
+
+    def _hand_to_waiters(self, instance: Instance) -> None:
+        while self._waiters and instance.leases < instance.capacity:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                instance.leases += 1
+                waiter.set_result(Lease(instance, cold=True))
+
+    def _watch(self, instance: Instance) -> None:
+        def closed(_: object) -> None:
+            if instance in self.instances:
+                self.instances.remove(instance)
+            if not self._draining:
+                self._replace()
+
+        instance.closed.add_done_callback(closed)
+
+    def _replace(self) -> None:
+        """After an instance died: serve the waiters and keep the minimum."""
+        shortfall = max(len(self._waiters), self.spec.min_instances - self.size)
+        for _ in range(min(shortfall, self.spec.max_instances - self.size)):
+            self._begin_start()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                pass  # reported to whoever claimed the start; the next demand starts another
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

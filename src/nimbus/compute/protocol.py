@@ -1,0 +1,179 @@
+"""Frames exchanged between controller, zygote and workers: msgpack (msgspec), length-prefixed.
+
+A frame on the wire is a 4-byte big-endian length followed by one tagged msgspec Struct.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Literal
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+
+ErrorKind = Literal["Handler", "Timeout", "OutOfMemory", "Crash", "Init", "Throttled"]
+
+
+class Frame(msgspec.Struct, array_like=True, tag=True, omit_defaults=True):
+    pass
+
+
+class ErrorInfo(msgspec.Struct, array_like=True, omit_defaults=True):
+    kind: ErrorKind
+    type: str
+    message: str
+    traceback: list[str] = []
+
+
+class HttpEvent(msgspec.Struct, array_like=True):
+    method: str
+    path: str
+    params: dict[str, str]
+    query_string: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class HttpReply(msgspec.Struct, array_like=True):
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class WorkerConfig(msgspec.Struct, array_like=True):
+    """All a new instance needs to know; no paths to platform state, no credentials."""
+
+    function: str
+    handler: str
+    root: str
+    memory_mb: int
+    concurrency: int
+    environment: dict[str, str]
+
+
+# controller -> worker
+class Invoke(Frame):
+    id: str
+    trigger: str
+    deadline: float
+    cold: bool
+    payload: bytes = b"null"
+    http: HttpEvent | None = None
+
+
+# worker -> controller
+class Ready(Frame):
+    pid: int
+    init_ms: float
+
+
+class InitFailed(Frame):
+    error: ErrorInfo
+
+
+class Result(Frame):
+    id: str
+    duration_ms: float
+    peak_memory_kb: int
+    value: bytes = b"null"
+    http: HttpReply | None = None
+    error: ErrorInfo | None = None
+    exiting: bool = False
+    """The worker exits after this frame (its state can no longer be trusted)."""
+
+
+class Log(Frame):
+    id: str
+    level: str
+    message: str
+    time: float
+
+
+# controller -> zygote (the new worker's socket travels beside the frame, SCM_RIGHTS)
+class Spawn(Frame):
+    token: int
+    config: WorkerConfig
+
+
+# zygote -> controller
+class ZygoteReady(Frame):
+    pid: int
+
+
+class Spawned(Frame):
+    token: int
+    pid: int
+
+
+class Exited(Frame):
+    pid: int
+    status: int
+    """As `subprocess` returncodes: exit code, or minus the signal number."""
+
+
+ToWorker = Invoke
+FromWorker = Ready | InitFailed | Result | Log
+FromZygote = ZygoteReady | Spawned | Exited
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def pack(frame: Frame) -> bytes:
+    payload = _encoder.encode(frame)
+    return HEADER.pack(len(payload)) + payload
+
+
+class FrameBuffer:
+    """Accumulates bytes from a stream and yields the complete frames in them."""
+
+    def __init__(self, decoder: msgspec.msgpack.Decoder[object]) -> None:
+        self._decoder = decoder
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[object]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        offset = 0
+        while len(buffer) - offset >= 4:
+            (size,) = HEADER.unpack_from(buffer, offset)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes exceeds the limit")
+            end = offset + 4 + size
+            if len(buffer) < end:
+                break
+            frames.append(self._decoder.decode(buffer[offset + 4 : end]))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return frames
+
+
+def recv_frame(sock: socket.socket, decoder: msgspec.msgpack.Decoder[object]) -> object | None:
+    """Blocking read of one frame; None when the peer has closed the socket."""
+    header = _recv_exactly(sock, 4)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    body = _recv_exactly(sock, size)
+    if body is None:
+        return None
+    return decoder.decode(body)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+def encode(frame: Frame) -> bytes:
+    """A frame without its length prefix, for message-oriented (SEQPACKET) sockets."""
+    return _encoder.encode(frame)

@@ -1,0 +1,147 @@
+"""Controller side of the zygote: start it, ask it for instances, learn how they exited."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import msgspec
+
+from nimbus.compute.protocol import (
+    Exited,
+    FrameBuffer,
+    FromZygote,
+    Spawn,
+    Spawned,
+    WorkerConfig,
+    ZygoteReady,
+    encode,
+)
+from nimbus.errors import NimbusError
+
+# What instances may see of the controller's environment: no credentials, no platform paths.
+PASSED_ENVIRONMENT = (
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH",
+)
+START_TIMEOUT = 60.0
+
+
+class ZygoteError(NimbusError):
+    """The zygote could not be started or stopped answering."""
+
+
+class Zygote:
+    """One zygote process per app generation (code version)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], commands: socket.socket) -> None:
+        self.process = process
+        self._commands = commands
+        self._tokens = itertools.count(1)
+        self._spawning: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._transport: asyncio.BaseTransport | None = None
+
+    @classmethod
+    async def start(cls, root: str, preload: list[str]) -> Zygote:
+        commands, commands_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        events, events_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-m", "nimbus.compute.zygote"]
+        argv += [str(commands_child.fileno()), str(events_child.fileno()), root, *preload]
+        environment = {k: v for k, v in os.environ.items() if k in PASSED_ENVIRONMENT}
+        process = subprocess.Popen(
+            argv,
+            pass_fds=(commands_child.fileno(), events_child.fileno()),
+            env=environment,
+            stdin=subprocess.DEVNULL,
+        )
+        commands_child.close()
+        events_child.close()
+        commands.settimeout(10.0)
+        zygote = cls(process, commands)
+        loop = asyncio.get_running_loop()
+        zygote._transport, _ = await loop.connect_accepted_socket(
+            lambda: _ZygoteProtocol(zygote), events
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(zygote._ready), START_TIMEOUT)
+        except (TimeoutError, ZygoteError):
+            zygote.close()
+            raise ZygoteError(f"the zygote did not start (exit status {process.poll()})") from None
+        return zygote
+
+    async def spawn(self, config: WorkerConfig) -> tuple[int, socket.socket]:
+        """Fork a new instance; returns its pid and the controller's end of its socket."""
+        if self._ready.done() and self._ready.exception() is not None:
+            raise ZygoteError("the zygote has exited")
+        token = next(self._tokens)
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spawned = asyncio.get_running_loop().create_future()
+        self._spawning[token] = spawned
+        try:
+            socket.send_fds(self._commands, [encode(Spawn(token, config))], [child.fileno()])
+            pid = await spawned
+        except BaseException:
+            self._spawning.pop(token, None)
+            parent.close()
+            raise
+        finally:
+            child.close()
+        return pid, parent
+
+    def exit_status(self, pid: int) -> asyncio.Future[int]:
+        """Resolves with the instance's exit status (negative: killed by that signal)."""
+        if pid not in self._exits:
+            self._exits[pid] = asyncio.get_running_loop().create_future()
+        return self._exits[pid]
+
+    def forget(self, pid: int) -> None:
+        self._exits.pop(pid, None)
+
+    def close(self) -> None:
+        """Stop the zygote; its instances die with it (PDEATHSIG)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self._commands.close()
+        if self._transport is not None:
+            self._transport.close()
+
+    def on_frame(self, frame: Any) -> None:
+        if isinstance(frame, Spawned):
+            future = self._spawning.pop(frame.token, None)
+            if future is not None and not future.done():
+                future.set_result(frame.pid)
+        elif isinstance(frame, Exited):
+            future = self.exit_status(frame.pid)
+            if not future.done():
+                future.set_result(frame.status)
+        elif isinstance(frame, ZygoteReady) and not self._ready.done():
+            self._ready.set_result(frame.pid)
+
+    def on_lost(self) -> None:
+        error = ZygoteError("the zygote has exited")
+        for future in [self._ready, *self._spawning.values()]:
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: nobody may be waiting
+        self._spawning.clear()
+
+
+class _ZygoteProtocol(asyncio.Protocol):
+    def __init__(self, zygote: Zygote) -> None:
+        self._zygote = zygote
+        self._buffer = FrameBuffer(msgspec.msgpack.Decoder(FromZygote))  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self._buffer.feed(data):
+            self._zygote.on_frame(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._zygote.on_lost()

@@ -1,0 +1,252 @@
+"""The worker main loop: one function instance, in a process forked from the zygote.
+
+It reads Invoke frames from its socket, runs the handler, and writes Result and Log frames back.
+Sync handlers run one at a time on the main thread; async handlers on an event loop, as many at
+once as the controller sends (it enforces `concurrency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import io
+import logging
+import os
+import resource
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import msgspec
+
+from nimbus.compute import handlers
+from nimbus.compute.protocol import (
+    FrameBuffer,
+    InitFailed,
+    Invoke,
+    Log,
+    Ready,
+    Result,
+    ToWorker,
+    WorkerConfig,
+    pack,
+    recv_frame,
+)
+from nimbus.context import Context
+from nimbus.errors import HTTPError
+
+current_request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="")
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ToWorker)
+
+
+class Channel:
+    """Sends frames to the controller; safe from any thread the handler starts."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._write: Callable[[bytes], None] = sock.sendall
+        self._lock = threading.Lock()
+
+    def send(self, frame: Log | Ready | InitFailed | Result) -> None:
+        data = pack(frame)
+        with self._lock:
+            self._write(data)
+
+    def use_transport(self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -> None:
+        """From now on write through the event loop (from its own thread, or handed to it)."""
+        loop_thread = threading.get_ident()
+
+        def write(data: bytes) -> None:
+            if threading.get_ident() == loop_thread:
+                transport.write(data)
+            else:
+                loop.call_soon_threadsafe(transport.write, data)
+
+        self._write = write
+
+
+class LogStream(io.TextIOBase):
+    """Replaces sys.stdout / sys.stderr: each line becomes a Log frame of the current request."""
+
+    def __init__(self, channel: Channel, level: str) -> None:
+        self._channel = channel
+        self._level = level
+        self._partial = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._channel.send(Log(current_request.get(), self._level, line, time.time()))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._partial:
+            line, self._partial = self._partial, ""
+            self._channel.send(Log(current_request.get(), self._level, line, time.time()))
+
+
+class FrameLogHandler(logging.Handler):
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            self._channel.send(Log(current_request.get(), record.levelname, message, record.created))
+        except Exception:
+            self.handleError(record)
+
+
+class Runner:
+    """Runs one invocation: context, handler call, result shaping, error capture."""
+
+    def __init__(self, config: WorkerConfig, channel: Channel, handler: handlers.HandlerFunc):
+        self.config = config
+        self.channel = channel
+        self.handler = handler
+        self.with_context = handlers.wants_context(handler)
+        self.logger = logging.getLogger(config.function)
+
+    def prepare(self, frame: Invoke) -> tuple[Any, ...]:
+        current_request.set(frame.id)
+        event = handlers.make_event(frame.http, frame.payload)
+        if not self.with_context:
+            return (event,)
+        context = Context(
+            frame.id, self.config.function, self.config.memory_mb, frame.deadline,
+            frame.cold, frame.trigger, self.logger,
+        )
+        return (event, context)
+
+    def finish(self, frame: Invoke, started: float, value: Any) -> Result:
+        duration = (time.perf_counter() - started) * 1000
+        try:
+            if frame.http is not None:
+                return Result(frame.id, duration, _peak_kb(), http=handlers.shape_http(value))
+            return Result(frame.id, duration, _peak_kb(), value=msgspec.json.encode(value))
+        except (TypeError, msgspec.EncodeError) as error:
+            wrapped = TypeError(f"the handler's result cannot be sent back: {error}")
+            return self.failure(frame, started, wrapped)
+
+    def failure(self, frame: Invoke, started: float, error: BaseException) -> Result:
+        duration = (time.perf_counter() - started) * 1000
+        if isinstance(error, HTTPError) and frame.http is not None:
+            return Result(frame.id, duration, _peak_kb(), http=handlers.http_error_reply(error))
+        if isinstance(error, MemoryError):
+            info = handlers.error_info("OutOfMemory", error)
+            info.message = f"the instance ran out of its {self.config.memory_mb} MB"
+            return Result(frame.id, duration, _peak_kb(), error=info, exiting=True)
+        if isinstance(error, SystemExit | KeyboardInterrupt):
+            info = handlers.error_info("Crash", error)
+            info.message = f"the handler tried to exit the process ({type(error).__name__}: {error})"
+            return Result(frame.id, duration, _peak_kb(), error=info, exiting=True)
+        return Result(frame.id, duration, _peak_kb(), error=handlers.error_info("Handler", error))
+
+    def run_sync(self, frame: Invoke) -> Result:
+        started = time.perf_counter()
+        try:
+            value = self.handler(*self.prepare(frame))
+        except BaseException as error:
+            return self.failure(frame, started, error)
+        return self.finish(frame, started, value)
+
+    async def run_async(self, frame: Invoke) -> Result:
+        started = time.perf_counter()
+        try:
+            value = await self.handler(*self.prepare(frame))
+        except BaseException as error:
+            return self.failure(frame, started, error)
+        return self.finish(frame, started, value)
+
+
+def main(sock: socket.socket, config: WorkerConfig) -> NoReturn:
+    """Entry point in the forked child. Never returns."""
+    started = time.perf_counter()
+    channel = Channel(sock)
+    _limit_memory(config.memory_mb)
+    _set_environment(config)
+    _capture_output(channel)
+    try:
+        handler = handlers.load_handler(config.handler)
+    except BaseException as error:
+        channel.send(InitFailed(handlers.error_info("Init", error)))
+        os._exit(1)
+    runner = Runner(config, channel, handler)
+    channel.send(Ready(os.getpid(), (time.perf_counter() - started) * 1000))
+    if asyncio.iscoroutinefunction(handler):
+        asyncio.run(_serve_async(sock, runner))
+    else:
+        _serve_sync(sock, runner)
+    os._exit(0)
+
+
+def _serve_sync(sock: socket.socket, runner: Runner) -> None:
+    while (frame := recv_frame(sock, _decoder)) is not None:
+        assert isinstance(frame, Invoke)
+        result = runner.run_sync(frame)
+        runner.channel.send(result)
+        if result.exiting:
+            return
+
+
+async def _serve_async(sock: socket.socket, runner: Runner) -> None:
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+    buffer = FrameBuffer(_decoder)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(frame: Invoke) -> None:
+        result = await runner.run_async(frame)
+        runner.channel.send(result)
+        if result.exiting and not closed.done():
+            closed.set_result(None)
+
+    class Protocol(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            for frame in buffer.feed(data):
+                assert isinstance(frame, Invoke)
+                task = loop.create_task(run(frame))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+    transport, _ = await loop.connect_accepted_socket(Protocol, sock)
+    runner.channel.use_transport(loop, transport)
+    await closed
+    transport.close()
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """Cap private data (heap and anonymous maps): allocation beyond raises MemoryError."""
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def _set_environment(config: WorkerConfig) -> None:
+    os.environ.update(config.environment)
+    os.environ["NIMBUS_FUNCTION_NAME"] = config.function
+    os.environ["NIMBUS_FUNCTION_MEMORY_MB"] = str(config.memory_mb)
+    if config.root not in sys.path:
+        sys.path.insert(0, config.root)
+
+
+def _capture_output(channel: Channel) -> None:
+    sys.stdout = LogStream(channel, "INFO")
+    sys.stderr = LogStream(channel, "ERROR")
+    root = logging.getLogger()
+    root.handlers[:] = [FrameLogHandler(channel)]
+    root.setLevel(logging.INFO)
+
+
+def _peak_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

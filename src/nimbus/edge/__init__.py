@@ -1,0 +1,1 @@
+"""Channels and edge: the HTTP gateway and the platform's admin API."""

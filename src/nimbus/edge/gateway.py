@@ -1,0 +1,127 @@
+"""The HTTP gateway: a raw ASGI app (hot path) routing requests to functions.
+
+Bad input gets a clear answer and harms nothing: 404 unknown route, 405 wrong method, 413 body
+over the limit (refused before it is buffered), 429 saturated, 502 handler failure, 504 timeout.
+Paths under /_nimbus go to the admin API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from nimbus.compute.protocol import HttpEvent
+from nimbus.edge.router import MethodNotAllowed
+from nimbus.errors import NimbusError, NotFound, Throttled
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ADMIN_PREFIX = "/_nimbus"
+REQUEST_ID = b"x-nimbus-request-id"
+JSON = (b"content-type", b"application/json")
+
+
+class BodyTooLarge(NimbusError):
+    status = 413
+
+
+class Gateway:
+    def __init__(self, controller: Any, admin: ASGIApp) -> None:
+        self._controller = controller
+        self._admin = admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        path: str = scope["path"]
+        if path.startswith(ADMIN_PREFIX) and (len(path) == len(ADMIN_PREFIX) or path[8] == "/"):
+            await self._admin(scope, receive, send)
+            return
+        await self._serve(scope, receive, send, path)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        controller = self._controller
+        method: str = scope["method"]
+        try:
+            function, params = controller.router.match(method, path)
+            body = await _read_body(scope, receive, controller.max_body_bytes)
+        except MethodNotAllowed as error:
+            allow = ", ".join(error.allowed).encode()
+            await _error(send, 405, f"method {method} not allowed on {path}", [(b"allow", allow)])
+            return
+        except NotFound:
+            await _error(send, 404, f"no route for {method} {path}")
+            return
+        except BodyTooLarge as error:
+            await _error(send, 413, error.message, [(b"connection", b"close")])
+            return
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        query = scope["query_string"].decode("latin-1")
+        event = HttpEvent(method, path, params, query, headers, body)
+        try:
+            invocation = await controller.invoker.invoke(function, trigger="http", http=event)
+        except Throttled as error:
+            await _error(send, 429, error.message, [(b"retry-after", str(error.retry_after).encode())])
+            return
+        except NotFound:
+            await _error(send, 404, f"no route for {method} {path}")
+            return
+        result = invocation.result
+        request_id = result.id.encode()
+        if result.error is not None or result.http is None:
+            error = result.error
+            status = 504 if error is not None and error.kind == "Timeout" else 502
+            detail = {"kind": error.kind, "type": error.type, "message": error.message} if error else {}
+            await _send(send, status, [JSON, (REQUEST_ID, request_id)],
+                        msgspec.json.encode({"error": detail, "request_id": result.id}))
+            return
+        reply = result.http
+        out = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in reply.headers
+            if k.lower() != "content-length"
+        ]
+        out.append((REQUEST_ID, request_id))
+        await _send(send, reply.status, out, b"" if method == "HEAD" else reply.body)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, refusing before buffering it when it is (or turns out) over `limit`."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _error(
+    send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = msgspec.json.encode({"error": message})
+    await _send(send, status, [JSON, *(headers or [])], body)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,62 @@
+"""Maps a method and path to a function and its path parameters."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from nimbus.errors import HTTPError, NotFound
+from nimbus.spec.model import PATH_PARAM, AppSpec
+
+
+class MethodNotAllowed(HTTPError):
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__(405, "method not allowed")
+        self.allowed = allowed
+
+
+@dataclass
+class _Path:
+    methods: dict[str, str] = field(default_factory=dict)
+    pattern: re.Pattern[str] | None = None
+
+
+class Router:
+    def __init__(self, spec: AppSpec | None = None) -> None:
+        self._static: dict[str, _Path] = {}
+        self._dynamic: dict[str, _Path] = {}
+        for function in spec.functions.values() if spec else ():
+            for trigger in function.triggers:
+                if PATH_PARAM.search(trigger.path):
+                    entry = self._dynamic.setdefault(trigger.path, _Path(pattern=_compile(trigger.path)))
+                else:
+                    entry = self._static.setdefault(trigger.path, _Path())
+                entry.methods[trigger.method] = function.name
+
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
+        """The function for this request and its path parameters; 404 or 405 otherwise."""
+        entry = self._static.get(path)
+        params: dict[str, str] = {}
+        if entry is None:
+            for candidate in self._dynamic.values():
+                assert candidate.pattern is not None
+                found = candidate.pattern.fullmatch(path)
+                if found:
+                    entry, params = candidate, found.groupdict()
+                    break
+        if entry is None:
+            raise NotFound(f"no route for {path}")
+        function = entry.methods.get(method)
+        if function is None and method == "HEAD":
+            function = entry.methods.get("GET")
+        if function is None:
+            raise MethodNotAllowed(sorted(entry.methods))
+        return function, params
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    parts = PATH_PARAM.split(template)
+    regex = "".join(
+        f"(?P<{part}>[^/]+)" if index % 2 else re.escape(part) for index, part in enumerate(parts)
+    )
+    return re.compile(regex)

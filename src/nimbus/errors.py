@@ -1,0 +1,71 @@
+"""The one exception tree of nimbus; each error carries its HTTP status and CLI exit code.
+
+    NimbusError
+    ├── SpecError            the app definition is invalid               (400, exit 2)
+    ├── NotFound             unknown function, invocation, dead letter   (404, exit 4)
+    ├── Conflict             the request contradicts the current state   (409, exit 5)
+    ├── Throttled            no capacity for a synchronous call          (429, exit 6)
+    ├── PlatformUnavailable  no running platform answers                 (503, exit 3)
+    └── HTTPError            raised by a handler to answer with a status
+        └── BadRequest       the request body or parameters are malformed (400)
+"""
+
+from __future__ import annotations
+
+
+class NimbusError(Exception):
+    """Root of every error nimbus raises on purpose."""
+
+    status: int = 500
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SpecError(NimbusError):
+    """The app definition (decorators or nimbus.yaml) is invalid; nothing was applied."""
+
+    status = 400
+    exit_code = 2
+
+
+class NotFound(NimbusError):
+    status = 404
+    exit_code = 4
+
+
+class Conflict(NimbusError):
+    status = 409
+    exit_code = 5
+
+
+class Throttled(NimbusError):
+    """Every instance the function may have is busy; a synchronous caller should retry later."""
+
+    status = 429
+    exit_code = 6
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PlatformUnavailable(NimbusError):
+    status = 503
+    exit_code = 3
+
+
+class HTTPError(NimbusError):
+    """Raise from an HTTP handler to answer with this status and detail."""
+
+    def __init__(self, status: int, detail: str = "") -> None:
+        super().__init__(detail or f"HTTP {status}")
+        self.status = status
+        self.detail = detail
+
+
+class BadRequest(HTTPError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, detail)

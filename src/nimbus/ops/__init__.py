@@ -1,0 +1,1 @@
+"""Operations: the platform's own records (invocations, logs, async jobs, dead letters)."""

@@ -1,0 +1,30 @@
+"""Where function output goes: the store (queryable per function and request) and the console."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from nimbus.compute.protocol import ErrorInfo, Log
+from nimbus.ops.store import Store
+
+
+class LogSink:
+    def __init__(self, store: Store, echo: TextIO | None = None) -> None:
+        self._store = store
+        self._echo = echo
+
+    def __call__(self, function: str, log: Log) -> None:
+        self.write(function, log.id, log.level, log.message, log.time)
+
+    def write(self, function: str, request_id: str, level: str, message: str, at: float) -> None:
+        self._store.add_log(at, function, request_id, level, message)
+        if self._echo is not None:
+            stamp = time.strftime("%H:%M:%S", time.localtime(at))
+            self._echo.write(f"{stamp} {function} {request_id[:8]} {level:<5} {message}\n")
+
+    def error(self, function: str, request_id: str, error: ErrorInfo) -> None:
+        """A failed invocation's error, with its traceback, goes to the function's logs too."""
+        lines = [f"{error.kind} {error.type}: {error.message}", *error.traceback]
+        self.write(function, request_id, "ERROR", "\n".join(lines), time.time())
+

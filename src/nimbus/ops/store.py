@@ -1,0 +1,227 @@
+"""The platform's own records, in SQLite: invocations, logs, async jobs and dead letters."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from nimbus.compute.protocol import ErrorInfo
+from nimbus.ops.database import Database
+
+Outcome = Literal["success", "error", "timeout", "oom", "crash", "init_error", "throttled"]
+JobStatus = Literal["queued", "running", "retrying", "succeeded", "failed"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS invocations (
+    id TEXT PRIMARY KEY, function TEXT NOT NULL, trigger TEXT NOT NULL, started_at REAL NOT NULL,
+    duration_ms REAL NOT NULL, billed_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL,
+    peak_memory_mb REAL NOT NULL, cold_start INTEGER NOT NULL, init_ms REAL NOT NULL,
+    outcome TEXT NOT NULL, error TEXT, job_id TEXT);
+CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, started_at);
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, function TEXT NOT NULL,
+    request_id TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_function ON logs (function, seq);
+CREATE INDEX IF NOT EXISTS logs_by_request ON logs (request_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, created_at REAL NOT NULL, next_at REAL NOT NULL,
+    updated_at REAL NOT NULL, result BLOB, error TEXT, request_ids TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (status) WHERE status IN ('queued', 'running', 'retrying');
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, error TEXT,
+    attempts INTEGER NOT NULL, job_id TEXT NOT NULL, created_at REAL NOT NULL,
+    failed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+class InvocationRecord(msgspec.Struct, kw_only=True):
+    id: str
+    function: str
+    trigger: str
+    started_at: float
+    duration_ms: float
+    billed_ms: int
+    memory_mb: int
+    peak_memory_mb: float
+    cold_start: bool
+    init_ms: float
+    outcome: Outcome
+    error: ErrorInfo | None = None
+    job_id: str | None = None
+
+
+class LogEntry(msgspec.Struct, kw_only=True):
+    seq: int
+    time: float
+    function: str
+    request_id: str
+    level: str
+    message: str
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """An asynchronous invocation: accepted durably, run, retried, then done or dead-lettered."""
+
+    id: str
+    function: str
+    payload: bytes
+    status: JobStatus
+    attempts: int
+    created_at: float
+    next_at: float
+    updated_at: float
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    request_ids: list[str] = []
+
+
+class DeadLetter(msgspec.Struct, kw_only=True):
+    id: str
+    function: str
+    payload: bytes
+    error: ErrorInfo | None
+    attempts: int
+    job_id: str
+    created_at: float
+    failed_at: float
+
+
+def _error_json(error: ErrorInfo | None) -> str | None:
+    return None if error is None else msgspec.json.encode(error).decode()
+
+
+def _error_from(text: str | None) -> ErrorInfo | None:
+    return None if text is None else msgspec.json.decode(text, type=ErrorInfo)
+
+
+class Store:
+    def __init__(self, data_dir: Path, *, fsync: bool = False) -> None:
+        self.db = Database(data_dir / "platform.db", SCHEMA, fsync=fsync)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # invocations and logs: written without waiting, in groups
+    def record_invocation(self, record: InvocationRecord) -> None:
+        self.db.submit(
+            "INSERT OR REPLACE INTO invocations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.id, record.function, record.trigger, record.started_at, record.duration_ms,
+                record.billed_ms, record.memory_mb, record.peak_memory_mb, int(record.cold_start),
+                record.init_ms, record.outcome, _error_json(record.error), record.job_id,
+            ),
+        )
+
+    def add_log(self, time: float, function: str, request_id: str, level: str, message: str) -> None:
+        self.db.submit(
+            "INSERT INTO logs (time, function, request_id, level, message) VALUES (?,?,?,?,?)",
+            (time, function, request_id, level, message),
+        )
+
+    async def invocations(
+        self, function: str | None, limit: int, request_id: str | None = None
+    ) -> list[InvocationRecord]:
+        where, params = _filters(function=function, id=request_id)
+        rows = await self.db.read(
+            f"SELECT * FROM invocations {where} ORDER BY started_at DESC LIMIT ?", (*params, limit)
+        )
+        return [_invocation(row) for row in rows]
+
+    async def logs(
+        self, function: str | None, request_id: str | None, after: int, limit: int
+    ) -> list[LogEntry]:
+        where, params = _filters(function=function, request_id=request_id)
+        where = f"{where} {'AND' if where else 'WHERE'} seq > ?"
+        rows = await self.db.read(
+            f"SELECT * FROM logs {where} ORDER BY seq DESC LIMIT ?", (*params, after, limit)
+        )
+        return [LogEntry(**dict(row)) for row in reversed(rows)]
+
+    # async jobs: acceptance waits for the commit
+    async def put_job(self, job: Job, *, durable: bool) -> None:
+        sql = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        params = (
+            job.id, job.function, job.payload, job.status, job.attempts, job.created_at,
+            job.next_at, job.updated_at, job.result, _error_json(job.error),
+            msgspec.json.encode(job.request_ids).decode(),
+        )
+        if durable:
+            await self.db.write(sql, params)
+        else:
+            self.db.submit(sql, params)
+
+    async def job(self, job_id: str) -> Job | None:
+        rows = await self.db.read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    async def pending_jobs(self) -> list[Job]:
+        rows = await self.db.read(
+            "SELECT * FROM jobs WHERE status IN ('queued', 'running', 'retrying') ORDER BY created_at"
+        )
+        return [_job(row) for row in rows]
+
+    # dead letters
+    async def add_dead_letter(self, letter: DeadLetter, job: Job) -> None:
+        """Record the dead letter; the job's final state is committed no later than it."""
+        await self.put_job(job, durable=False)
+        await self.db.write(
+            "INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
+            (
+                letter.id, letter.function, letter.payload, _error_json(letter.error),
+                letter.attempts, letter.job_id, letter.created_at, letter.failed_at,
+            ),
+        )
+
+    async def dead_letters(self, function: str | None, limit: int) -> list[DeadLetter]:
+        where, params = _filters(function=function)
+        rows = await self.db.read(
+            f"SELECT * FROM dead_letters {where} ORDER BY failed_at LIMIT ?", (*params, limit)
+        )
+        return [_dead_letter(row) for row in rows]
+
+    async def dead_letter(self, letter_id: str) -> DeadLetter | None:
+        rows = await self.db.read("SELECT * FROM dead_letters WHERE id = ?", (letter_id,))
+        return _dead_letter(rows[0]) if rows else None
+
+    async def remove_dead_letter(self, letter_id: str) -> None:
+        await self.db.write("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+
+    # small platform state (the deployed spec)
+    async def put_state(self, key: str, value: bytes) -> None:
+        await self.db.write("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    def state_now(self, key: str) -> bytes | None:
+        rows = self.db.read_now("SELECT value FROM state WHERE key = ?", (key,))
+        return bytes(rows[0]["value"]) if rows else None
+
+
+def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
+    used = {name: value for name, value in conditions.items() if value is not None}
+    if not used:
+        return "", ()
+    return "WHERE " + " AND ".join(f"{name} = ?" for name in used), tuple(used.values())
+
+
+def _invocation(row: sqlite3.Row) -> InvocationRecord:
+    fields = dict(row)
+    fields["cold_start"] = bool(fields["cold_start"])
+    fields["error"] = _error_from(fields["error"])
+    return InvocationRecord(**fields)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    fields = dict(row)
+    fields["error"] = _error_from(fields["error"])
+    fields["request_ids"] = msgspec.json.decode(fields["request_ids"])
+    return Job(**fields)
+
+
+def _dead_letter(row: sqlite3.Row) -> DeadLetter:
+    fields = dict(row)
+    fields["error"] = _error_from(fields["error"])
+    return DeadLetter(**fields)

@@ -1,0 +1,87 @@
+"""`nimbus up`: the controller behind uvicorn, with the app reloaded when its code changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+import watchfiles
+
+from nimbus.controller import Controller
+from nimbus.edge.admin import create_admin
+from nimbus.edge.gateway import Gateway
+from nimbus.errors import SpecError
+from nimbus.spec.loader import resolve_target
+from nimbus.spec.model import AppSpec
+
+DISCOVERY_FILE = "platform.json"
+
+
+async def extract_spec(target: str) -> AppSpec:
+    """Load the app in a separate process: user code never runs in the controller."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nimbus.spec.extract", target,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise SpecError(err.decode(errors="replace").strip() or f"cannot load {target}")
+    return AppSpec.model_validate_json(out)
+
+
+async def serve(
+    target: str, *, host: str, port: int, data_dir: Path, reload: bool, fsync: bool = False
+) -> None:
+    spec = await extract_spec(target)
+    controller = Controller(data_dir, echo=sys.stderr, fsync=fsync)
+    await controller.start(spec)
+    app = Gateway(controller, create_admin(controller))
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_level="warning", http="httptools",
+        access_log=False, server_header=False, date_header=False,
+    )
+    server = uvicorn.Server(config)
+    discovery = data_dir / DISCOVERY_FILE
+    watcher = asyncio.get_running_loop().create_task(_watch(target, controller)) if reload else None
+    try:
+        serving = asyncio.get_running_loop().create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            bound = server.servers[0].sockets[0].getsockname()[1]
+            url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}"
+            discovery.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+            names = ", ".join(spec.functions) or "no functions"
+            sys.stderr.write(f"nimbus: app {spec.name!r} ({names}) on {url}\n")
+        await serving
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            discovery.unlink()
+        await controller.stop()
+
+
+async def _watch(target: str, controller: Controller) -> None:
+    root = resolve_target(target).parent
+    async for _ in watchfiles.awatch(root, watch_filter=_is_app_file):
+        try:
+            spec = await extract_spec(target)
+            plan = await controller.apply(spec, code_changed=True)
+        except SpecError as error:
+            sys.stderr.write(f"nimbus: reload failed, still running the previous version:\n{error}\n")
+            continue
+        sys.stderr.write(f"nimbus: reloaded ({_summary(plan.add, plan.change, plan.remove)})\n")
+
+
+def _summary(add: list[str], change: list[object], remove: list[str]) -> str:
+    return f"{len(add)} added, {len(change)} changed, {len(remove)} removed"
+
+
+def _is_app_file(change: watchfiles.Change, path: str) -> bool:
+    return path.endswith((".py", ".yaml", ".yml")) and "/." not in path and "__pycache__" not in path

@@ -1,0 +1,1 @@
+"""The declarative model: decorators and nimbus.yaml -> one validated AppSpec -> plan."""

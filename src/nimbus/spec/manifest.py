@@ -1,0 +1,80 @@
+"""nimbus.yaml -> AppSpec, with errors that name the file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from nimbus.errors import SpecError
+from nimbus.spec.errors import Location, describe
+from nimbus.spec.model import AppSpec
+
+
+def load_manifest(path: Path) -> AppSpec:
+    """Read and validate a manifest; any problem raises SpecError and nothing is returned."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read: {error}") from None
+    data, lines = _parse(path, text)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: the manifest must be a mapping with 'name' and 'functions'")
+    functions = data.get("functions")
+    if isinstance(functions, dict):
+        for name, function in functions.items():
+            if isinstance(function, dict):
+                function.setdefault("name", name)
+    data.setdefault("root", str(path.parent.resolve()))
+    try:
+        return AppSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(describe(error, lambda loc: f"{path}:{_line_of(loc, lines)}")) from None
+
+
+def _parse(path: Path, text: str) -> tuple[Any, dict[Location, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[Location, int] = {}
+        return (_construct(loader, node, (), lines) if node is not None else None), lines
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise SpecError(f"{path}:{line}: invalid YAML: {error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: invalid YAML: {error}") from None
+    finally:
+        loader.dispose()
+
+
+def _construct(
+    loader: yaml.SafeLoader, node: yaml.Node, at: Location, lines: dict[Location, int]
+) -> Any:
+    """Build plain data from a YAML node, noting the line of every key and item."""
+    lines.setdefault(at, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int):
+                raise SpecError(f"line {key_node.start_mark.line + 1}: keys must be strings")
+            if key in result:
+                raise SpecError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            lines[(*at, key)] = key_node.start_mark.line + 1
+            result[key] = _construct(loader, value_node, (*at, key), lines)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, item, (*at, i), lines) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _line_of(loc: Location, lines: dict[Location, int]) -> int:
+    """The line of the deepest part of `loc` present in the file (pydantic adds union tags)."""
+    found: Location = ()
+    for part in loc:
+        if (*found, part) in lines:
+            found = (*found, part)
+    return lines.get(found, 1)
