@@ -1,11 +1,11 @@
 """nimbus: a serverless platform for Python that you run yourself.
 
-    import nimbus
-    app = nimbus.App("hello")
+import nimbus
+app = nimbus.App("hello")
 
-    @app.http("GET", "/hello/{name}")
-    def hello(request: nimbus.Request, context: nimbus.Context) -> dict[str, str]:
-        return {"hello": request.params["name"]}
+@app.http("GET", "/hello/{name}")
+def hello(request: nimbus.Request, context: nimbus.Context) -> dict[str, str]:
+    return {"hello": request.params["name"]}
 """
 
 from nimbus.context import Context

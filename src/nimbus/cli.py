@@ -28,7 +28,9 @@ dlq_app = typer.Typer(help="Dead letters of failed asynchronous invocations.", n
 app.add_typer(dlq_app, name="dlq")
 out = Console()
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="platform state folder", envvar="NIMBUS_DATA_DIR")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="platform state folder", envvar="NIMBUS_DATA_DIR")
+]
 Url = Annotated[str | None, typer.Option("--url", help="platform URL (default: discovered)")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 DEFAULT_DATA_DIR = Path(".nimbus")
@@ -46,7 +48,9 @@ def _print_json(data: Any) -> None:
 def up(
     target: Annotated[str, typer.Argument(help="app.py, nimbus.yaml, or a folder holding one")],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port of the gateway and admin API (0: any free)")] = 8080,
+    port: Annotated[
+        int, typer.Option(help="port of the gateway and admin API (0: any free)")
+    ] = 8080,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     reload: Annotated[bool, typer.Option(help="reload when the app's code changes")] = True,
     fsync: Annotated[bool, typer.Option(help="fsync every commit (power-loss safety)")] = False,
@@ -63,7 +67,9 @@ def up(
 def invoke(
     function: str,
     data: Annotated[str, typer.Option("--data", "-d", help="the event, as JSON")] = "null",
-    asynchronous: Annotated[bool, typer.Option("--async", help="return at once with an id")] = False,
+    asynchronous: Annotated[
+        bool, typer.Option("--async", help="return at once with an id")
+    ] = False,
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
@@ -90,7 +96,9 @@ def invoke(
 
 def _print_error(record: dict[str, Any]) -> None:
     error = record["error"]
-    out.print(f"[red]{record['outcome']}[/red] {error['type']}: {error['message']}", highlight=False)
+    out.print(
+        f"[red]{record['outcome']}[/red] {error['type']}: {error['message']}", highlight=False
+    )
     for line in error.get("traceback", []):
         out.print(line, highlight=False, markup=False)
     out.print(f"request id: {record['id']}")
@@ -103,7 +111,8 @@ def job_status(invocation_id: str, url: Url = None, as_json: AsJson = False) -> 
     if as_json:
         _print_json(job)
         return
-    out.print(f"{job['function']} {job['id']}: [bold]{job['status']}[/bold] after {job['attempts']} attempt(s)")
+    attempts = f"after {job['attempts']} attempt(s)"
+    out.print(f"{job['function']} {job['id']}: [bold]{job['status']}[/bold] {attempts}")
     if job["result"] is not None:
         _print_json(job["result"])
     if job["error"]:
@@ -175,14 +184,29 @@ def invocations(
     if as_json:
         _print_json(records)
         return
-    table = Table("started", "function", "request id", "trigger", "outcome", "duration", "billed",
-                  "memory", "cold")
+    table = Table(
+        "started",
+        "function",
+        "request id",
+        "trigger",
+        "outcome",
+        "duration",
+        "billed",
+        "memory",
+        "cold",
+    )
     for r in records:
         outcome = r["outcome"] if r["outcome"] == "success" else f"[red]{r['outcome']}[/red]"
         table.add_row(
-            time.strftime("%H:%M:%S", time.localtime(r["started_at"])), r["function"], r["id"],
-            r["trigger"], outcome, f"{r['duration_ms']:.2f} ms", f"{r['billed_ms']} ms",
-            f"{r['peak_memory_mb']:g}/{r['memory_mb']} MB", "yes" if r["cold_start"] else "",
+            time.strftime("%H:%M:%S", time.localtime(r["started_at"])),
+            r["function"],
+            r["id"],
+            r["trigger"],
+            outcome,
+            f"{r['duration_ms']:.2f} ms",
+            f"{r['billed_ms']} ms",
+            f"{r['peak_memory_mb']:g}/{r['memory_mb']} MB",
+            "yes" if r["cold_start"] else "",
         )
     out.print(table)
 
@@ -231,7 +255,10 @@ def _show_plan(result: Plan, as_json: bool) -> None:
         out.print("no changes")
         return
     for change in result.app:
-        out.print(f"[yellow]~ app {change.field}[/yellow]: {change.old!r} -> {change.new!r}", highlight=False)
+        out.print(
+            f"[yellow]~ app {change.field}[/yellow]: {change.old!r} -> {change.new!r}",
+            highlight=False,
+        )
     for name in result.add:
         out.print(f"[green]+ {name}[/green]")
     for function in result.change:
@@ -258,7 +285,9 @@ def dlq_list(
     for letter in letters:
         error = letter["error"] or {}
         table.add_row(
-            letter["id"], letter["function"], str(letter["attempts"]),
+            letter["id"],
+            letter["function"],
+            str(letter["attempts"]),
             time.strftime("%H:%M:%S", time.localtime(letter["failed_at"])),
             f"{error.get('type', '')}: {error.get('message', '')}",
         )

@@ -116,8 +116,10 @@ class Controller:
         ]
 
     def _preload_changed(self, spec: AppSpec) -> bool:
-        return self.spec is None or _preload_modules(self.spec) != _preload_modules(spec) or (
-            self.spec.root != spec.root
+        return (
+            self.spec is None
+            or _preload_modules(self.spec) != _preload_modules(spec)
+            or (self.spec.root != spec.root)
         )
 
     async def _retire(self, pool: Pool) -> None:

@@ -1,13 +1,13 @@
 """The one exception tree of nimbus; each error carries its HTTP status and CLI exit code.
 
-    NimbusError
-    ├── SpecError            the app definition is invalid               (400, exit 2)
-    ├── NotFound             unknown function, invocation, dead letter   (404, exit 4)
-    ├── Conflict             the request contradicts the current state   (409, exit 5)
-    ├── Throttled            no capacity for a synchronous call          (429, exit 6)
-    ├── PlatformUnavailable  no running platform answers                 (503, exit 3)
-    └── HTTPError            raised by a handler to answer with a status
-        └── BadRequest       the request body or parameters are malformed (400)
+NimbusError
+├── SpecError            the app definition is invalid               (400, exit 2)
+├── NotFound             unknown function, invocation, dead letter   (404, exit 4)
+├── Conflict             the request contradicts the current state   (409, exit 5)
+├── Throttled            no capacity for a synchronous call          (429, exit 6)
+├── PlatformUnavailable  no running platform answers                 (503, exit 3)
+└── HTTPError            raised by a handler to answer with a status
+    └── BadRequest       the request body or parameters are malformed (400)
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
@@ -25,8 +26,12 @@ DISCOVERY_FILE = "platform.json"
 async def extract_spec(target: str) -> AppSpec:
     """Load the app in a separate process: user code never runs in the controller."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nimbus.spec.extract", target,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "nimbus.spec.extract",
+        target,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
     if process.returncode != 0:
@@ -42,8 +47,15 @@ async def serve(
     await controller.start(spec)
     app = Gateway(controller, create_admin(controller))
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_level="warning", http="httptools",
-        access_log=False, server_header=False, date_header=False,
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        http="httptools",
+        access_log=False,
+        server_header=False,
+        date_header=False,
     )
     server = uvicorn.Server(config)
     discovery = data_dir / DISCOVERY_FILE
@@ -74,14 +86,18 @@ async def _watch(target: str, controller: Controller) -> None:
             spec = await extract_spec(target)
             plan = await controller.apply(spec, code_changed=True)
         except SpecError as error:
-            sys.stderr.write(f"nimbus: reload failed, still running the previous version:\n{error}\n")
+            sys.stderr.write(
+                f"nimbus: reload failed, still running the previous version:\n{error}\n"
+            )
             continue
         sys.stderr.write(f"nimbus: reloaded ({_summary(plan.add, plan.change, plan.remove)})\n")
 
 
-def _summary(add: list[str], change: list[object], remove: list[str]) -> str:
+def _summary(add: Sequence[str], change: Sequence[object], remove: Sequence[str]) -> str:
     return f"{len(add)} added, {len(change)} changed, {len(remove)} removed"
 
 
 def _is_app_file(change: watchfiles.Change, path: str) -> bool:
-    return path.endswith((".py", ".yaml", ".yml")) and "/." not in path and "__pycache__" not in path
+    return (
+        path.endswith((".py", ".yaml", ".yml")) and "/." not in path and "__pycache__" not in path
+    )

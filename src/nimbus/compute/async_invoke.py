@@ -23,8 +23,14 @@ class AsyncInvoker:
         self._invoker.pool(function)  # unknown function: NotFound, nothing stored
         now = time.time()
         job = Job(
-            id=new_request_id(), function=function, payload=payload, status="queued",
-            attempts=0, created_at=now, next_at=now, updated_at=now,
+            id=new_request_id(),
+            function=function,
+            payload=payload,
+            status="queued",
+            attempts=0,
+            created_at=now,
+            next_at=now,
+            updated_at=now,
         )
         await self._store.put_job(job, durable=True)
         self._schedule(job)
@@ -97,7 +103,13 @@ class AsyncInvoker:
         now = time.time()
         job.status, job.error, job.updated_at = "failed", error, now
         letter = DeadLetter(
-            id=new_request_id(), function=job.function, payload=job.payload, error=error,
-            attempts=job.attempts, job_id=job.id, created_at=job.created_at, failed_at=now,
+            id=new_request_id(),
+            function=job.function,
+            payload=job.payload,
+            error=error,
+            attempts=job.attempts,
+            job_id=job.id,
+            created_at=job.created_at,
+            failed_at=now,
         )
         await self._store.add_dead_letter(letter, job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from nimbus.errors import HTTPError
 from nimbus.http import Request, Response
 
 HandlerFunc = Callable[..., Any]
+_RUNTIME = os.path.dirname(__file__)
 JSON = "application/json"
 
 
@@ -71,6 +73,9 @@ def http_error_reply(error: HTTPError) -> HttpReply:
 
 
 def error_info(kind: ErrorKind, error: BaseException) -> ErrorInfo:
-    lines = traceback.format_exception(error)
+    """The error as the caller and the logs see it; the runtime's own frames left out."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME):
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(error), error, tb)
     return ErrorInfo(kind, type(error).__name__, str(error), [line.rstrip("\n") for line in lines])
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -28,7 +29,7 @@ from nimbus.errors import NimbusError
 
 LogSink = Callable[[str, Log], None]
 EXIT_STATUS_WAIT = 2.0
-_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(FromWorker)  # type: ignore[arg-type]
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(FromWorker)
 
 
 class InitError(NimbusError):
@@ -78,7 +79,7 @@ class Instance:
         instance.pid, sock = await zygote.spawn(config)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.connect_accepted_socket(lambda: _Protocol(instance), sock)
-        instance._transport = transport  # type: ignore[assignment]
+        instance._transport = transport
         ready = await instance._ready
         instance.init_ms = ready.init_ms
         return instance
@@ -108,10 +109,8 @@ class Instance:
     def kill(self, reason: str) -> None:
         self.alive = False
         self._killed_by_us = reason
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def _time_out(self, request_id: str, timeout: float) -> None:
         entry = self._inflight.pop(request_id, None)

@@ -62,8 +62,7 @@ class Invoker:
         job_id: str | None = None,
     ) -> Invocation:
         """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated."""
-        request_id = new_request_id()
-        started_at = time.time()
+        attempt = _Attempt(new_request_id(), trigger, time.time(), job_id)
         while True:
             pool = self.pool(function)
             try:
@@ -72,50 +71,54 @@ class Invoker:
             except PoolClosed:
                 continue  # the function was redeployed meanwhile: use its new pool
             except Throttled as error:
-                result = Result(request_id, 0.0, 0, error=ErrorInfo("Throttled", "Throttled", error.message))
-                self._finish(pool, request_id, trigger, started_at, result, False, 0.0, job_id)
+                info = ErrorInfo("Throttled", "Throttled", error.message)
+                self._finish(pool, attempt, Result(attempt.request_id, 0.0, 0, error=info))
                 raise
             except InitError as error:
-                result = Result(request_id, 0.0, 0, error=error.info)
-                return self._finish(pool, request_id, trigger, started_at, result, True, 0.0, job_id)
+                attempt.cold = True
+                result = Result(attempt.request_id, 0.0, 0, error=error.info)
+                return self._finish(pool, attempt, result)
         spec = pool.spec
-        frame = Invoke(request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http)
+        attempt.cold = lease.cold
+        attempt.init_ms = lease.instance.init_ms if lease.cold else 0.0
+        frame = Invoke(
+            attempt.request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http
+        )
         try:
             result = await lease.instance.invoke(frame, spec.timeout)
         finally:
             pool.release(lease)
-        init_ms = lease.instance.init_ms if lease.cold else 0.0
-        return self._finish(pool, request_id, trigger, started_at, result, lease.cold, init_ms, job_id)
+        return self._finish(pool, attempt, result)
 
-    def _finish(
-        self,
-        pool: Pool,
-        request_id: str,
-        trigger: str,
-        started_at: float,
-        result: Result,
-        cold: bool,
-        init_ms: float,
-        job_id: str | None,
-    ) -> Invocation:
+    def _finish(self, pool: Pool, attempt: _Attempt, result: Result) -> Invocation:
         spec = pool.spec
         error = result.error
         record = InvocationRecord(
-            id=request_id,
+            id=attempt.request_id,
             function=spec.name,
-            trigger=trigger,
-            started_at=started_at,
+            trigger=attempt.trigger,
+            started_at=attempt.started_at,
             duration_ms=result.duration_ms,
-            billed_ms=math.ceil(result.duration_ms) if error is None or error.kind != "Throttled" else 0,
+            billed_ms=math.ceil(result.duration_ms),
             memory_mb=spec.memory_mb,
             peak_memory_mb=round(result.peak_memory_kb / 1024, 1),
-            cold_start=cold,
-            init_ms=init_ms,
+            cold_start=attempt.cold,
+            init_ms=attempt.init_ms,
             outcome="success" if error is None else OUTCOMES[error.kind],
             error=error,
-            job_id=job_id,
+            job_id=attempt.job_id,
         )
         self._store.record_invocation(record)
         if error is not None:
-            self._logs.error(spec.name, request_id, error)
+            self._logs.error(spec.name, attempt.request_id, error)
         return Invocation(record, result)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    request_id: str
+    trigger: str
+    started_at: float
+    job_id: str | None
+    cold: bool = False
+    init_ms: float = 0.0

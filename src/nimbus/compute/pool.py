@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -111,7 +112,9 @@ class Pool:
 
     def reap_idle(self, now: float) -> None:
         """Stop instances idle for `keep_alive`, most idle first, keeping `min_instances`."""
-        idle = [i for i in self.instances if i.leases == 0 and now - i.last_used >= self.spec.keep_alive]
+        idle = [
+            i for i in self.instances if i.leases == 0 and now - i.last_used >= self.spec.keep_alive
+        ]
         idle.sort(key=lambda i: i.last_used)
         for instance in idle[: max(0, len(self.instances) - self.spec.min_instances)]:
             self.instances.remove(instance)
@@ -124,7 +127,9 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed(self.spec.name))
-        await asyncio.gather(*(asyncio.shield(s.done) for s in self._starts), return_exceptions=True)
+        await asyncio.gather(
+            *(asyncio.shield(s.done) for s in self._starts), return_exceptions=True
+        )
         for instance in list(self.instances):
             if instance.leases == 0:
                 instance.stop()
@@ -136,8 +141,10 @@ class Pool:
         """The most recently used instance with a free slot, so that the others can go idle."""
         best = None
         for instance in self.instances:
-            if instance.alive and instance.leases < instance.capacity and (
-                best is None or instance.last_used > best.last_used
+            if (
+                instance.alive
+                and instance.leases < instance.capacity
+                and (best is None or instance.last_used > best.last_used)
             ):
                 best = instance
         return best
@@ -211,10 +218,9 @@ class Pool:
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         async def run() -> None:
-            try:
+            # a failure was reported to whoever claimed the start; the next demand starts another
+            with contextlib.suppress(Exception):
                 await work
-            except Exception:
-                pass  # reported to whoever claimed the start; the next demand starts another
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)

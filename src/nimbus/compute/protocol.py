@@ -21,7 +21,7 @@ class Frame(msgspec.Struct, array_like=True, tag=True, omit_defaults=True):
     pass
 
 
-class ErrorInfo(msgspec.Struct, array_like=True, omit_defaults=True):
+class ErrorInfo(msgspec.Struct, omit_defaults=True):
     kind: ErrorKind
     type: str
     message: str

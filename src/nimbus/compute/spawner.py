@@ -27,7 +27,15 @@ from nimbus.errors import NimbusError
 
 # What instances may see of the controller's environment: no credentials, no platform paths.
 PASSED_ENVIRONMENT = (
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH",
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
 )
 START_TIMEOUT = 60.0
 
@@ -137,7 +145,7 @@ class Zygote:
 class _ZygoteProtocol(asyncio.Protocol):
     def __init__(self, zygote: Zygote) -> None:
         self._zygote = zygote
-        self._buffer = FrameBuffer(msgspec.msgpack.Decoder(FromZygote))  # type: ignore[arg-type]
+        self._buffer = FrameBuffer(msgspec.msgpack.Decoder(FromZygote))
 
     def data_received(self, data: bytes) -> None:
         for frame in self._buffer.feed(data):

@@ -99,7 +99,9 @@ class FrameLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
-            self._channel.send(Log(current_request.get(), record.levelname, message, record.created))
+            self._channel.send(
+                Log(current_request.get(), record.levelname, message, record.created)
+            )
         except Exception:
             self.handleError(record)
 
@@ -120,8 +122,13 @@ class Runner:
         if not self.with_context:
             return (event,)
         context = Context(
-            frame.id, self.config.function, self.config.memory_mb, frame.deadline,
-            frame.cold, frame.trigger, self.logger,
+            frame.id,
+            self.config.function,
+            self.config.memory_mb,
+            frame.deadline,
+            frame.cold,
+            frame.trigger,
+            self.logger,
         )
         return (event, context)
 
@@ -145,7 +152,9 @@ class Runner:
             return Result(frame.id, duration, _peak_kb(), error=info, exiting=True)
         if isinstance(error, SystemExit | KeyboardInterrupt):
             info = handlers.error_info("Crash", error)
-            info.message = f"the handler tried to exit the process ({type(error).__name__}: {error})"
+            info.message = (
+                f"the handler tried to exit the process ({type(error).__name__}: {error})"
+            )
             return Result(frame.id, duration, _peak_kb(), error=info, exiting=True)
         return Result(frame.id, duration, _peak_kb(), error=handlers.error_info("Handler", error))
 

@@ -64,11 +64,11 @@ def main(argv: list[str]) -> NoReturn:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     events.sendall(pack(ZygoteReady(os.getpid())))
     while True:
-        readable, _, _ = select.select([commands, wake_read], [], [])
+        readable, _, _ = select.select([commands.fileno(), wake_read], [], [])
         if wake_read in readable:
             _drain(wake_read)
             _reap(events)
-        if commands in readable:
+        if commands.fileno() in readable:
             message, fds, _, _ = socket.recv_fds(commands, 1 << 20, 1)
             if not message:
                 os._exit(0)

@@ -32,26 +32,33 @@ def _limit(request: Request, default: int = 50) -> int:
     return int(raw)
 
 
-def create_admin(controller: Controller) -> Starlette:
-    async def health(request: Request) -> Response:
-        return json_response({"status": "ok", "app": controller.spec.name if controller.spec else None})
+class AdminAPI:
+    """Handlers of the admin API, bound to one controller."""
 
-    async def functions(request: Request) -> Response:
-        return json_response(controller.describe_functions())
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
 
-    async def get_spec(request: Request) -> Response:
-        if controller.spec is None:
+    async def health(self, request: Request) -> Response:
+        spec = self.controller.spec
+        return json_response({"status": "ok", "app": spec.name if spec else None})
+
+    async def functions(self, request: Request) -> Response:
+        return json_response(self.controller.describe_functions())
+
+    async def get_spec(self, request: Request) -> Response:
+        if self.controller.spec is None:
             raise NotFound("no app is deployed")
-        return json_response(controller.spec.model_dump(mode="json"))
+        return json_response(self.controller.spec.model_dump(mode="json"))
 
-    async def plan(request: Request) -> Response:
-        return json_response(controller.plan(await _spec_from(request)).model_dump(mode="json"))
+    async def plan(self, request: Request) -> Response:
+        plan = self.controller.plan(await _spec_from(request))
+        return json_response(plan.model_dump(mode="json"))
 
-    async def apply(request: Request) -> Response:
-        result = await controller.apply(await _spec_from(request))
-        return json_response(result.model_dump(mode="json"))
+    async def apply(self, request: Request) -> Response:
+        plan = await self.controller.apply(await _spec_from(request))
+        return json_response(plan.model_dump(mode="json"))
 
-    async def invoke(request: Request) -> Response:
+    async def invoke(self, request: Request) -> Response:
         function = request.path_params["function"]
         payload = await request.body() or b"null"
         try:
@@ -59,79 +66,85 @@ def create_admin(controller: Controller) -> Starlette:
         except msgspec.DecodeError as error:
             raise NimbusError(f"the event is not valid JSON: {error}") from None
         if request.query_params.get("mode") == "async":
-            job = await controller.jobs.submit(function, payload)
+            job = await self.controller.jobs.submit(function, payload)
             return json_response({"id": job.id, "status": job.status}, 202)
-        invocation = await controller.invoker.invoke(function, trigger="invoke", payload=payload)
+        invocation = await self.controller.invoker.invoke(
+            function, trigger="invoke", payload=payload
+        )
         record = msgspec.to_builtins(invocation.record)
-        result = msgspec.json.decode(invocation.result.value) if invocation.error is None else None
+        ok = invocation.error is None
+        result = msgspec.json.decode(invocation.result.value) if ok else None
         return json_response({**record, "result": result})
 
-    async def job(request: Request) -> Response:
-        found = await controller.store.job(request.path_params["id"])
+    async def job(self, request: Request) -> Response:
+        job_id = request.path_params["id"]
+        found = await self.controller.store.job(job_id)
         if found is None:
-            raise NotFound(f"no asynchronous invocation {request.path_params['id']!r}")
+            raise NotFound(f"no asynchronous invocation {job_id!r}")
         data = msgspec.to_builtins(found)
         data.pop("payload")
         data["result"] = msgspec.json.decode(found.result) if found.result is not None else None
         return json_response(data)
 
-    async def invocations(request: Request) -> Response:
-        function = request.query_params.get("function")
-        records = await controller.store.invocations(
-            function, _limit(request), request.query_params.get("id")
+    async def invocations(self, request: Request) -> Response:
+        query = request.query_params
+        records = await self.controller.store.invocations(
+            query.get("function"), _limit(request), query.get("id")
         )
         return json_response(records)
 
-    async def logs(request: Request) -> Response:
-        after = request.query_params.get("after", "0")
+    async def logs(self, request: Request) -> Response:
+        query = request.query_params
+        after = query.get("after", "0")
         if not after.isdigit():
             raise NimbusError("after must be a log sequence number")
-        entries = await controller.store.logs(
-            request.query_params.get("function"),
-            request.query_params.get("request_id"),
-            int(after),
-            _limit(request, 100),
+        entries = await self.controller.store.logs(
+            query.get("function"), query.get("request_id"), int(after), _limit(request, 100)
         )
         return json_response(entries)
 
-    async def dead_letters(request: Request) -> Response:
-        letters = await controller.store.dead_letters(
-            request.query_params.get("function"), _limit(request)
-        )
+    async def dead_letters(self, request: Request) -> Response:
+        function = request.query_params.get("function")
+        letters = await self.controller.store.dead_letters(function, _limit(request))
         return json_response([_letter(letter) for letter in letters])
 
-    async def dead_letter(request: Request) -> Response:
-        letter = await controller.store.dead_letter(request.path_params["id"])
+    async def dead_letter(self, request: Request) -> Response:
+        letter = await self.controller.store.dead_letter(request.path_params["id"])
         if letter is None:
             raise NotFound(f"no dead letter {request.path_params['id']!r}")
         return json_response(_letter(letter))
 
-    async def redrive(request: Request) -> Response:
-        job = await controller.jobs.redrive(request.path_params["id"])
+    async def redrive(self, request: Request) -> Response:
+        job = await self.controller.jobs.redrive(request.path_params["id"])
         return json_response({"id": job.id, "status": job.status}, 202)
 
-    async def on_error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, NimbusError)
-        status = error.status if error.status != 500 else 400
-        headers = {"retry-after": str(error.retry_after)} if hasattr(error, "retry_after") else None
-        return json_response({"error": error.message}, status, headers)
 
-    prefix = "/_nimbus"
+async def _on_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, NimbusError)
+    status = error.status if error.status != 500 else 400
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+    return json_response({"error": error.message}, status, headers)
+
+
+def create_admin(controller: Controller) -> Starlette:
+    api = AdminAPI(controller)
+    p = "/_nimbus"
     routes = [
-        Route(f"{prefix}/health", health),
-        Route(f"{prefix}/functions", functions),
-        Route(f"{prefix}/spec", get_spec, methods=["GET"]),
-        Route(f"{prefix}/spec", apply, methods=["PUT"]),
-        Route(f"{prefix}/plan", plan, methods=["POST"]),
-        Route(f"{prefix}/functions/{{function}}/invoke", invoke, methods=["POST"]),
-        Route(f"{prefix}/jobs/{{id}}", job),
-        Route(f"{prefix}/invocations", invocations),
-        Route(f"{prefix}/logs", logs),
-        Route(f"{prefix}/dlq", dead_letters),
-        Route(f"{prefix}/dlq/{{id}}", dead_letter),
-        Route(f"{prefix}/dlq/{{id}}/redrive", redrive, methods=["POST"]),
+        Route(f"{p}/health", api.health),
+        Route(f"{p}/functions", api.functions),
+        Route(f"{p}/spec", api.get_spec, methods=["GET"]),
+        Route(f"{p}/spec", api.apply, methods=["PUT"]),
+        Route(f"{p}/plan", api.plan, methods=["POST"]),
+        Route(f"{p}/functions/{{function}}/invoke", api.invoke, methods=["POST"]),
+        Route(f"{p}/jobs/{{id}}", api.job),
+        Route(f"{p}/invocations", api.invocations),
+        Route(f"{p}/logs", api.logs),
+        Route(f"{p}/dlq", api.dead_letters),
+        Route(f"{p}/dlq/{{id}}", api.dead_letter),
+        Route(f"{p}/dlq/{{id}}/redrive", api.redrive, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={NimbusError: on_error})
+    return Starlette(routes=routes, exception_handlers={NimbusError: _on_error})
 
 
 def _letter(letter: Any) -> dict[str, Any]:

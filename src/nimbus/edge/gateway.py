@@ -69,7 +69,9 @@ class Gateway:
         try:
             invocation = await controller.invoker.invoke(function, trigger="http", http=event)
         except Throttled as error:
-            await _error(send, 429, error.message, [(b"retry-after", str(error.retry_after).encode())])
+            await _error(
+                send, 429, error.message, [(b"retry-after", str(error.retry_after).encode())]
+            )
             return
         except NotFound:
             await _error(send, 404, f"no route for {method} {path}")
@@ -77,11 +79,19 @@ class Gateway:
         result = invocation.result
         request_id = result.id.encode()
         if result.error is not None or result.http is None:
-            error = result.error
-            status = 504 if error is not None and error.kind == "Timeout" else 502
-            detail = {"kind": error.kind, "type": error.type, "message": error.message} if error else {}
-            await _send(send, status, [JSON, (REQUEST_ID, request_id)],
-                        msgspec.json.encode({"error": detail, "request_id": result.id}))
+            failure = result.error
+            status = 504 if failure is not None and failure.kind == "Timeout" else 502
+            detail = (
+                {"kind": failure.kind, "type": failure.type, "message": failure.message}
+                if failure
+                else {}
+            )
+            await _send(
+                send,
+                status,
+                [JSON, (REQUEST_ID, request_id)],
+                msgspec.json.encode({"error": detail, "request_id": result.id}),
+            )
             return
         reply = result.http
         out = [

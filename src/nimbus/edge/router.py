@@ -28,7 +28,9 @@ class Router:
         for function in spec.functions.values() if spec else ():
             for trigger in function.triggers:
                 if PATH_PARAM.search(trigger.path):
-                    entry = self._dynamic.setdefault(trigger.path, _Path(pattern=_compile(trigger.path)))
+                    entry = self._dynamic.setdefault(
+                        trigger.path, _Path(pattern=_compile(trigger.path))
+                    )
                 else:
                     entry = self._static.setdefault(trigger.path, _Path())
                 entry.methods[trigger.method] = function.name

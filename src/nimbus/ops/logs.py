@@ -27,4 +27,3 @@ class LogSink:
         """A failed invocation's error, with its traceback, goes to the function's logs too."""
         lines = [f"{error.kind} {error.type}: {error.message}", *error.traceback]
         self.write(function, request_id, "ERROR", "\n".join(lines), time.time())
-

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL,
     attempts INTEGER NOT NULL, created_at REAL NOT NULL, next_at REAL NOT NULL,
     updated_at REAL NOT NULL, result BLOB, error TEXT, request_ids TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (status) WHERE status IN ('queued', 'running', 'retrying');
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (status)
+    WHERE status IN ('queued', 'running', 'retrying');
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, error TEXT,
     attempts INTEGER NOT NULL, job_id TEXT NOT NULL, created_at REAL NOT NULL,
@@ -111,13 +112,25 @@ class Store:
         self.db.submit(
             "INSERT OR REPLACE INTO invocations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                record.id, record.function, record.trigger, record.started_at, record.duration_ms,
-                record.billed_ms, record.memory_mb, record.peak_memory_mb, int(record.cold_start),
-                record.init_ms, record.outcome, _error_json(record.error), record.job_id,
+                record.id,
+                record.function,
+                record.trigger,
+                record.started_at,
+                record.duration_ms,
+                record.billed_ms,
+                record.memory_mb,
+                record.peak_memory_mb,
+                int(record.cold_start),
+                record.init_ms,
+                record.outcome,
+                _error_json(record.error),
+                record.job_id,
             ),
         )
 
-    def add_log(self, time: float, function: str, request_id: str, level: str, message: str) -> None:
+    def add_log(
+        self, time: float, function: str, request_id: str, level: str, message: str
+    ) -> None:
         self.db.submit(
             "INSERT INTO logs (time, function, request_id, level, message) VALUES (?,?,?,?,?)",
             (time, function, request_id, level, message),
@@ -146,8 +159,16 @@ class Store:
     async def put_job(self, job: Job, *, durable: bool) -> None:
         sql = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)"
         params = (
-            job.id, job.function, job.payload, job.status, job.attempts, job.created_at,
-            job.next_at, job.updated_at, job.result, _error_json(job.error),
+            job.id,
+            job.function,
+            job.payload,
+            job.status,
+            job.attempts,
+            job.created_at,
+            job.next_at,
+            job.updated_at,
+            job.result,
+            _error_json(job.error),
             msgspec.json.encode(job.request_ids).decode(),
         )
         if durable:
@@ -161,7 +182,8 @@ class Store:
 
     async def pending_jobs(self) -> list[Job]:
         rows = await self.db.read(
-            "SELECT * FROM jobs WHERE status IN ('queued', 'running', 'retrying') ORDER BY created_at"
+            "SELECT * FROM jobs WHERE status IN ('queued', 'running', 'retrying') "
+            "ORDER BY created_at"
         )
         return [_job(row) for row in rows]
 
@@ -172,8 +194,14 @@ class Store:
         await self.db.write(
             "INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
             (
-                letter.id, letter.function, letter.payload, _error_json(letter.error),
-                letter.attempts, letter.job_id, letter.created_at, letter.failed_at,
+                letter.id,
+                letter.function,
+                letter.payload,
+                _error_json(letter.error),
+                letter.attempts,
+                letter.job_id,
+                letter.created_at,
+                letter.failed_at,
             ),
         )
 

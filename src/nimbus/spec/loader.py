@@ -50,7 +50,9 @@ def _load_module_app(path: Path) -> AppSpec:
         frames = traceback.extract_tb(error.__traceback__)
         user = [f for f in frames if not f.filename.startswith(str(Path(__file__).parent))]
         where = f"{user[-1].filename}:{user[-1].lineno}" if user else str(path)
-        raise SpecError(f"{where}: importing the app failed: {type(error).__name__}: {error}") from None
+        raise SpecError(
+            f"{where}: importing the app failed: {type(error).__name__}: {error}"
+        ) from None
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if len(apps) != 1:
         found = "no nimbus.App" if not apps else f"{len(apps)} nimbus.App objects"

@@ -1,0 +1,147 @@
+"""A test app with one function per behaviour the runtime must show."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import nimbus
+
+app = nimbus.App("basic", max_body_bytes=1024)
+
+
+@app.http("GET", "/hello/{name}")
+@app.http("POST", "/hello/{name}")
+def hello(request: nimbus.Request, context: nimbus.Context) -> dict[str, Any]:
+    return {
+        "name": request.params["name"],
+        "method": request.method,
+        "query": request.query,
+        "agent": request.headers.get("User-Agent"),
+        "request_id": context.request_id,
+        "cold_start": context.cold_start,
+        "remaining": context.remaining_time(),
+    }
+
+
+@app.http("POST", "/json")
+def echo_json(request: nimbus.Request) -> Any:
+    return {"got": request.json()}
+
+
+@app.http("GET", "/text")
+def text(request: nimbus.Request) -> str:
+    return "plain words"
+
+
+@app.http("GET", "/bytes")
+def raw(request: nimbus.Request) -> bytes:
+    return b"\x00\x01binary"
+
+
+@app.http("GET", "/teapot")
+def teapot(request: nimbus.Request) -> nimbus.Response:
+    return nimbus.Response({"short": "stout"}, status=418, headers={"x-kind": "teapot"})
+
+
+@app.http("DELETE", "/nothing")
+def nothing(request: nimbus.Request) -> None:
+    return None
+
+
+@app.http("GET", "/fail")
+def fail(request: nimbus.Request) -> None:
+    raise ValueError("the handler broke")
+
+
+@app.http("GET", "/slow", timeout=0.5)
+def slow_http(request: nimbus.Request) -> str:
+    time.sleep(30)
+    return "too late"
+
+
+@app.http("GET", "/busy", max_instances=1, timeout=30)
+def busy(request: nimbus.Request) -> dict[str, int]:
+    time.sleep(float(request.query.get("sleep", "0")))
+    return {"pid": os.getpid()}
+
+
+@app.function()
+def echo(event: Any, context: nimbus.Context) -> dict[str, Any]:
+    print(f"echo got {event!r}")
+    logging.getLogger("user").warning("a warning from %s", context.function_name)
+    return {
+        "event": event,
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "request_id": context.request_id,
+        "function": context.function_name,
+        "memory_mb": context.memory_mb,
+        "cold_start": context.cold_start,
+        "env": os.environ.get("GREETING"),
+        "secret": os.environ.get("NIMBUS_TEST_SECRET"),
+    }
+
+
+@app.function(environment={"GREETING": "hi"})
+def other(event: Any) -> dict[str, Any]:
+    return {"pid": os.getpid(), "env": os.environ.get("GREETING")}
+
+
+@app.function(timeout=1)
+def sleeper(event: dict[str, float]) -> dict[str, int]:
+    time.sleep(event["seconds"])
+    return {"pid": os.getpid()}
+
+
+@app.function()
+def crash(event: str) -> None:
+    if event == "exit":
+        os._exit(3)
+    if event == "segfault":
+        ctypes.string_at(0)
+    if event == "sysexit":
+        raise SystemExit(4)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.function(memory_mb=128)
+def hog(event: int) -> int:
+    blob = bytearray(event * 1024 * 1024)
+    return len(blob)
+
+
+@app.function()
+def pid(event: Any) -> int:
+    return os.getpid()
+
+
+@app.function(concurrency=4, max_instances=1, timeout=30)
+async def together(event: dict[str, float]) -> dict[str, int]:
+    await asyncio.sleep(event["seconds"])
+    return {"pid": os.getpid()}
+
+
+@app.function(keep_alive=0.5)
+def ephemeral(event: Any) -> int:
+    return os.getpid()
+
+
+@app.function(min_instances=2, keep_alive=0.1)
+def warm(event: Any) -> int:
+    return os.getpid()
+
+
+@app.function(failure=nimbus.FailurePolicy(retries=2, backoff=0.05))
+def flaky(event: dict[str, Any]) -> str:
+    raise RuntimeError(f"flaky failed on {event['id']}")
+
+
+@app.function()
+def unserializable(event: Any) -> object:
+    return object()

@@ -1,0 +1,125 @@
+"""Fixtures that run the real platform: `nimbus up` in a subprocess, on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+APPS = Path(__file__).parent / "apps"
+ROOT = Path(__file__).parent.parent
+STARTUP_LIMIT = 60.0
+
+
+@dataclass
+class Platform:
+    """A running `nimbus up`, its URL, and helpers to call it like a user would."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log_path: Path
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the `nimbus` CLI against this platform."""
+        env = {**os.environ, "NIMBUS_URL": self.url, "COLUMNS": "200"}
+        result = subprocess.run(
+            [sys.executable, "-m", "nimbus", *args],
+            capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"nimbus {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json", check=True).stdout)
+
+    def invoke(self, function: str, event: Any = None) -> dict[str, Any]:
+        response = self.http.post(f"/_nimbus/functions/{function}/invoke", json=event)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def functions(self) -> dict[str, dict[str, Any]]:
+        return {f["name"]: f for f in self.http.get("/_nimbus/functions").json()}
+
+    def wait_for(self, condition: Callable[[], Any], what: str, limit: float = 60.0) -> Any:
+        """Poll until `condition()` is truthy (a limit against hangs, not a timing assertion)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"gave up waiting for {what}; platform log:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.http.close()
+
+
+def start_platform(target: Path | str, data_dir: Path, *extra: str) -> Platform:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    discovery = data_dir / "platform.json"
+    discovery.unlink(missing_ok=True)
+    log_path = data_dir / "platform.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nimbus", "up", str(target), "--port", "0",
+         "--data-dir", str(data_dir), *extra],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + STARTUP_LIMIT
+    while not discovery.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the platform did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    url = json.loads(discovery.read_text())["url"]
+    return Platform(process, url, data_dir, log_path)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
+    """Start platforms for a test; all are stopped at its end."""
+    started: list[Platform] = []
+
+    def run(target: Path | str, *extra: str, data_dir: Path | None = None) -> Platform:
+        platform = start_platform(target, data_dir or tmp_path / f"data{len(started)}", *extra)
+        started.append(platform)
+        return platform
+
+    yield run
+    for platform in started:
+        platform.stop()
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One platform running tests/apps/basic.py, shared by a module's tests."""
+    platform = start_platform(APPS / "basic.py", tmp_path_factory.mktemp("basic"), "--no-reload")
+    yield platform
+    platform.stop()
