@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -29,20 +29,29 @@ class Platform:
     url: str
     data_dir: Path
     log_path: Path
+    log_file: BinaryIO
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.url, timeout=60)
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = False, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run the `nimbus` CLI against this platform."""
         env = {**os.environ, "NIMBUS_URL": self.url, "COLUMNS": "200"}
         result = subprocess.run(
             [sys.executable, "-m", "nimbus", *args],
-            capture_output=True, text=True, env=env, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"nimbus {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"nimbus {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def cli_json(self, *args: str) -> Any:
@@ -79,6 +88,7 @@ class Platform:
                 self.process.kill()
                 self.process.wait()
         self.http.close()
+        self.log_file.close()
 
 
 def start_platform(target: Path | str, data_dir: Path, *extra: str) -> Platform:
@@ -86,20 +96,34 @@ def start_platform(target: Path | str, data_dir: Path, *extra: str) -> Platform:
     discovery = data_dir / "platform.json"
     discovery.unlink(missing_ok=True)
     log_path = data_dir / "platform.log"
-    log = log_path.open("wb")
+    log = log_path.open("wb")  # closed by Platform.stop
     process = subprocess.Popen(
-        [sys.executable, "-m", "nimbus", "up", str(target), "--port", "0",
-         "--data-dir", str(data_dir), *extra],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "nimbus",
+            "up",
+            str(target),
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + STARTUP_LIMIT
     while not discovery.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait()
+            log.close()
             raise AssertionError(f"the platform did not start:\n{log_path.read_text()}")
         time.sleep(0.05)
     url = json.loads(discovery.read_text())["url"]
-    return Platform(process, url, data_dir, log_path)
+    return Platform(process, url, data_dir, log_path, log)
 
 
 @pytest.fixture

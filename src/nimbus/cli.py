@@ -145,28 +145,37 @@ def logs(
 ) -> None:
     """Print what functions printed and logged, with request ids."""
     client = _client(url)
-    after = 0
+    params: dict[str, Any] = {"after": 0, "limit": limit}
+    if function:
+        params["function"] = function
+    if request_id:
+        params["request_id"] = request_id
+    entries = client.request("GET", "/logs", params=params)
+    if as_json and not follow:
+        _print_json(entries)  # one array; with --follow, one JSON object per line
+        return
     while True:
-        params: dict[str, Any] = {"after": after, "limit": limit}
-        if function:
-            params["function"] = function
-        if request_id:
-            params["request_id"] = request_id
-        for entry in client.request("GET", "/logs", params=params):
-            after = entry["seq"]
-            if as_json:
-                sys.stdout.write(json.dumps(entry) + "\n")
-            else:
-                stamp = time.strftime("%H:%M:%S", time.localtime(entry["time"]))
-                out.print(
-                    f"{stamp} [cyan]{entry['function']}[/cyan] {entry['request_id'][:8]} "
-                    f"{entry['level']:<5} {entry['message']}",
-                    highlight=False,
-                )
+        for entry in entries:
+            params["after"] = entry["seq"]
+            _print_log(entry, as_json)
         if not follow:
             return
         sys.stdout.flush()
         time.sleep(0.5)
+        entries = client.request("GET", "/logs", params=params)
+
+
+def _print_log(entry: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(entry) + "\n")
+        return
+    stamp = time.strftime("%H:%M:%S", time.localtime(entry["time"]))
+    out.print(
+        f"{stamp} [cyan]{entry['function']}[/cyan] {entry['request_id'][:8]} "
+        f"{entry['level']:<5} {entry['message']}",
+        highlight=False,
+        markup=False if "[" in entry["message"] else None,
+    )
 
 
 @app.command()

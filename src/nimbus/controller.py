@@ -23,6 +23,7 @@ from nimbus.spec.plan import Plan, make_plan
 
 TICK = 0.5  # seconds between scale-to-zero / keep-warm passes
 SPEC_KEY = "spec"
+STOP_GRACE = 5.0  # seconds to let killed instances report before the store closes
 
 
 class Controller:
@@ -53,8 +54,12 @@ class Controller:
         await self.jobs.stop()
         for task in list(self._tasks):
             task.cancel()
+        pools = [*self.pools.values(), *(p for ps in self._old_zygotes.values() for p in ps)]
+        closing = [instance.closed for pool in pools for instance in pool.instances]
         for zygote in [*self._old_zygotes, *([self._zygote] if self._zygote else [])]:
-            zygote.close()
+            zygote.close()  # its instances die with it
+        if closing:
+            await asyncio.wait(closing, timeout=STOP_GRACE)
         self.store.close()
 
     def plan(self, spec: AppSpec) -> Plan:

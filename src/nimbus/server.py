@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import watchfiles
 from nimbus.controller import Controller
 from nimbus.edge.admin import create_admin
 from nimbus.edge.gateway import Gateway
-from nimbus.errors import SpecError
+from nimbus.errors import NimbusError, SpecError
 from nimbus.spec.loader import resolve_target
 from nimbus.spec.model import AppSpec
 
@@ -43,6 +44,7 @@ async def serve(
     target: str, *, host: str, port: int, data_dir: Path, reload: bool, fsync: bool = False
 ) -> None:
     spec = await extract_spec(target)
+    listener = _listen(host, port)
     controller = Controller(data_dir, echo=sys.stderr, fsync=fsync)
     await controller.start(spec)
     app = Gateway(controller, create_admin(controller))
@@ -61,12 +63,11 @@ async def serve(
     discovery = data_dir / DISCOVERY_FILE
     watcher = asyncio.get_running_loop().create_task(_watch(target, controller)) if reload else None
     try:
-        serving = asyncio.get_running_loop().create_task(server.serve())
+        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]))
         while not server.started and not serving.done():
             await asyncio.sleep(0.01)
         if server.started:
-            bound = server.servers[0].sockets[0].getsockname()[1]
-            url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}"
+            url = _url(host, listener.getsockname()[1])
             discovery.write_text(json.dumps({"url": url, "pid": os.getpid()}))
             names = ", ".join(spec.functions) or "no functions"
             sys.stderr.write(f"nimbus: app {spec.name!r} ({names}) on {url}\n")
@@ -77,6 +78,25 @@ async def serve(
         with contextlib.suppress(FileNotFoundError):
             discovery.unlink()
         await controller.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the gateway's socket first, so a taken port is a clear error before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise NimbusError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def _watch(target: str, controller: Controller) -> None:

@@ -67,6 +67,7 @@ def slow_http(request: nimbus.Request) -> str:
 
 @app.http("GET", "/busy", max_instances=1, timeout=30)
 def busy(request: nimbus.Request) -> dict[str, int]:
+    print(f"busy in {os.getpid()}", flush=True)
     time.sleep(float(request.query.get("sleep", "0")))
     return {"pid": os.getpid()}
 

@@ -71,6 +71,7 @@ class Instance:
         self._inflight: dict[str, tuple[asyncio.Future[Result], asyncio.TimerHandle]] = {}
         self._transport: asyncio.Transport | None = None
         self._killed_by_us: str | None = None
+        self._burial: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> Instance:
@@ -140,7 +141,7 @@ class Instance:
 
     def on_lost(self) -> None:
         self.alive = False
-        asyncio.get_running_loop().create_task(self._bury())
+        self._burial = asyncio.get_running_loop().create_task(self._bury())
 
     async def _bury(self) -> None:
         """Fail what was in flight with the reason the process died, then report closed."""

@@ -52,7 +52,7 @@ class Zygote:
         self._commands = commands
         self._tokens = itertools.count(1)
         self._spawning: dict[int, asyncio.Future[int]] = {}
-        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.BaseTransport | None = None
 
@@ -103,8 +103,9 @@ class Zygote:
             child.close()
         return pid, parent
 
-    def exit_status(self, pid: int) -> asyncio.Future[int]:
-        """Resolves with the instance's exit status (negative: killed by that signal)."""
+    def exit_status(self, pid: int) -> asyncio.Future[int | None]:
+        """Resolves with the instance's exit status (negative: killed by that signal), or None
+        when the zygote is gone before it could tell."""
         if pid not in self._exits:
             self._exits[pid] = asyncio.get_running_loop().create_future()
         return self._exits[pid]
@@ -120,6 +121,7 @@ class Zygote:
         self._commands.close()
         if self._transport is not None:
             self._transport.close()
+        self.on_lost()
 
     def on_frame(self, frame: Any) -> None:
         if isinstance(frame, Spawned):
@@ -127,9 +129,9 @@ class Zygote:
             if future is not None and not future.done():
                 future.set_result(frame.pid)
         elif isinstance(frame, Exited):
-            future = self.exit_status(frame.pid)
-            if not future.done():
-                future.set_result(frame.status)
+            exit_status = self.exit_status(frame.pid)
+            if not exit_status.done():
+                exit_status.set_result(frame.status)
         elif isinstance(frame, ZygoteReady) and not self._ready.done():
             self._ready.set_result(frame.pid)
 
@@ -140,6 +142,9 @@ class Zygote:
                 future.set_exception(error)
                 future.exception()  # retrieved: nobody may be waiting
         self._spawning.clear()
+        for exit_status in self._exits.values():
+            if not exit_status.done():
+                exit_status.set_result(None)
 
 
 class _ZygoteProtocol(asyncio.Protocol):

@@ -25,6 +25,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ADMIN_PREFIX = "/_nimbus"
 REQUEST_ID = b"x-nimbus-request-id"
 JSON = (b"content-type", b"application/json")
+NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class BodyTooLarge(NimbusError):
@@ -100,7 +101,7 @@ class Gateway:
             if k.lower() != "content-length"
         ]
         out.append((REQUEST_ID, request_id))
-        await _send(send, reply.status, out, b"" if method == "HEAD" else reply.body)
+        await _send(send, reply.status, out, reply.body, head=method == "HEAD")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -131,7 +132,13 @@ async def _error(
     await _send(send, status, [JSON, *(headers or [])], body)
 
 
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
+async def _send(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
+) -> None:
+    """Send a whole response; HEAD gets the length of the body it does not get (RFC 9110)."""
+    if status in NO_BODY_STATUSES:
+        body = b""
+    else:
+        headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})

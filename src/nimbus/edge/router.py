@@ -52,7 +52,8 @@ class Router:
         if function is None and method == "HEAD":
             function = entry.methods.get("GET")
         if function is None:
-            raise MethodNotAllowed(sorted(entry.methods))
+            allowed = set(entry.methods) | ({"HEAD"} if "GET" in entry.methods else set())
+            raise MethodNotAllowed(sorted(allowed))
         return function, params
 
 

@@ -84,41 +84,46 @@ class App:
         self, name: str | None, options: Mapping[str, Any], trigger: dict[str, str] | None
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
-            registration = self._registration_for(handler, name)
-            conflicting = {
+            current = self._registration_of(handler) or self._new_registration(handler, name)
+            conflicting = sorted(
                 key
                 for key, value in options.items()
-                if key in registration.options and registration.options[key] != value
-            }
+                if key in current.options and current.options[key] != value
+            )
             if conflicting:
                 raise SpecError(
-                    f"{registration.where}: function {registration.name!r}: "
-                    f"{', '.join(sorted(conflicting))} set twice with different values"
+                    f"{current.where}: function {current.name!r}: "
+                    f"{', '.join(conflicting)} set twice with different values"
                 )
-            registration.options.update(options)
+            candidate = _Registration(
+                handler, current.name, {**current.options, **options}, list(current.triggers)
+            )
             if trigger is not None:
                 try:
-                    registration.triggers.append(HttpTrigger.model_validate(trigger))
+                    candidate.triggers.append(HttpTrigger.model_validate(trigger))
                 except ValidationError as error:
-                    raise SpecError(describe(error, lambda loc: registration.where)) from None
-            self._build(registration)
+                    raise SpecError(describe(error, lambda loc: current.where)) from None
+            self._build(candidate)  # a bad declaration raises here and registers nothing
+            self._registry[candidate.name] = candidate
             return handler
 
         return decorate
 
-    def _registration_for(self, handler: Callable[..., Any], name: str | None) -> _Registration:
+    def _registration_of(self, handler: Callable[..., Any]) -> _Registration | None:
         for registration in self._registry.values():
             if registration.handler is handler:
                 return registration
+        return None
+
+    def _new_registration(self, handler: Callable[..., Any], name: str | None) -> _Registration:
         if not callable(handler):
             raise SpecError(f"app {self.name!r}: {handler!r} is not callable")
-        qualname = getattr(handler, "__qualname__", "")
         registration = _Registration(handler, name or handler.__name__, {})
+        qualname = getattr(handler, "__qualname__", "")
         if "<locals>" in qualname or "<lambda>" in qualname:
             raise SpecError(f"{registration.where}: a handler must be defined at module level")
         if registration.name in self._registry:
             raise SpecError(f"{registration.where}: function {registration.name!r} declared twice")
-        self._registry[registration.name] = registration
         return registration
 
     def _build(self, registration: _Registration) -> FunctionSpec:

@@ -12,6 +12,9 @@ from nimbus.errors import SpecError
 from nimbus.spec.errors import Location, describe
 from nimbus.spec.model import AppSpec
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+EXTENSION_PREFIX = "x-"
+
 
 def load_manifest(path: Path) -> AppSpec:
     """Read and validate a manifest; any problem raises SpecError and nothing is returned."""
@@ -22,6 +25,8 @@ def load_manifest(path: Path) -> AppSpec:
     data, lines = _parse(path, text)
     if not isinstance(data, dict):
         raise SpecError(f"{path}:1: the manifest must be a mapping with 'name' and 'functions'")
+    for key in [k for k in data if isinstance(k, str) and k.startswith(EXTENSION_PREFIX)]:
+        del data[key]  # extension fields hold shared settings for anchors, as in docker compose
     functions = data.get("functions")
     if isinstance(functions, dict):
         for name, function in functions.items():
@@ -56,19 +61,52 @@ def _construct(
     """Build plain data from a YAML node, noting the line of every key and item."""
     lines.setdefault(at, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int):
-                raise SpecError(f"line {key_node.start_mark.line + 1}: keys must be strings")
-            if key in result:
-                raise SpecError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-            lines[(*at, key)] = key_node.start_mark.line + 1
-            result[key] = _construct(loader, value_node, (*at, key), lines)
-        return result
+        return _construct_mapping(loader, node, at, lines)
     if isinstance(node, yaml.SequenceNode):
         return [_construct(loader, item, (*at, i), lines) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
+
+
+def _construct_mapping(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, at: Location, lines: dict[Location, int]
+) -> dict[Any, Any]:
+    result: dict[Any, Any] = {}
+    merged: list[yaml.Node] = []
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            is_list = isinstance(value_node, yaml.SequenceNode)
+            merged.extend(value_node.value if is_list else [value_node])
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int):
+            raise SpecError(f"line {key_node.start_mark.line + 1}: keys must be strings")
+        if key in result:
+            raise SpecError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+        lines[(*at, key)] = key_node.start_mark.line + 1
+        result[key] = _construct(loader, value_node, (*at, key), lines)
+    for source in merged:
+        _merge(loader, source, at, result, lines)
+    return result
+
+
+def _merge(
+    loader: yaml.SafeLoader,
+    source: yaml.Node,
+    at: Location,
+    result: dict[Any, Any],
+    lines: dict[Location, int],
+) -> None:
+    """`<<: *defaults`: keys of the merged mapping that the mapping does not set itself."""
+    merged_lines: dict[Location, int] = {}
+    values = _construct(loader, source, at, merged_lines)
+    if not isinstance(values, dict):
+        raise SpecError(f"line {source.start_mark.line + 1}: only mappings can be merged")
+    for key, value in values.items():
+        if key not in result:
+            result[key] = value
+            for where, line in merged_lines.items():
+                if where[: len(at) + 1] == (*at, key):
+                    lines.setdefault(where, line)
 
 
 def _line_of(loc: Location, lines: dict[Location, int]) -> int:

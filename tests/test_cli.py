@@ -1,0 +1,178 @@
+"""The CLI, run as a user runs it: readable output, --json for scripts, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import APPS, ROOT, Platform
+
+HELLO = ROOT / "examples" / "hello"
+
+
+def nimbus(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    if url:
+        env["NIMBUS_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "nimbus", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_invoke_prints_the_result(basic: Platform) -> None:
+    result = basic.cli("invoke", "echo", "--data", '{"k": [1, 2]}', check=True)
+    assert json.loads(result.stdout)["event"] == {"k": [1, 2]}
+
+
+def test_invoke_failure_exits_non_zero_with_the_error(basic: Platform) -> None:
+    result = basic.cli("invoke", "flaky", "--data", '{"id": 7}')
+    assert result.returncode == 1
+    assert "RuntimeError: flaky failed on 7" in result.stdout
+    assert "request id:" in result.stdout
+
+
+def test_async_invoke_and_status(basic: Platform) -> None:
+    accepted = basic.cli_json("invoke", "echo", "--async", "--data", '"later"')
+    job = basic.wait_for(
+        lambda: (j := basic.cli_json("status", accepted["id"]))["status"] == "succeeded" and j,
+        "the async invocation",
+    )
+    assert job["result"]["event"] == "later"
+
+
+def test_ls_shows_functions_and_routes(basic: Platform) -> None:
+    listing = basic.cli("ls", check=True).stdout
+    assert "hello" in listing
+    assert "GET /hello/{name}" in listing
+    functions = {f["name"]: f for f in basic.cli_json("ls")}
+    assert functions["busy"]["max_instances"] == 1
+
+
+def test_invocations_and_logs_commands(basic: Platform) -> None:
+    record = basic.invoke("echo", "for the table")
+    table = basic.cli("invocations", "echo", check=True).stdout
+    assert record["id"] in table
+    assert "success" in table
+    logs = basic.wait_for(
+        lambda: "for the table" in (out := basic.cli("logs", "echo").stdout) and out, "logs"
+    )
+    assert record["id"][:8] in logs
+
+
+def test_bad_input_gets_a_clear_error_and_no_traceback(basic: Platform) -> None:
+    bad_json = basic.cli("invoke", "echo", "--data", "{nope")
+    assert bad_json.returncode == 1
+    assert "--data is not valid JSON" in bad_json.stderr
+    missing = basic.cli("invoke", "nope")
+    assert missing.returncode == 4
+    assert "no function named 'nope'" in missing.stderr
+    for result in (bad_json, missing):
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_no_platform_is_a_clear_error() -> None:
+    result = nimbus("ls", url="http://127.0.0.1:9")
+    assert result.returncode == 3
+    assert "no nimbus platform answers at http://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_spec_prints_the_resolved_spec_and_refuses_bad_apps(tmp_path: Path) -> None:
+    spec = json.loads(nimbus("spec", str(HELLO)).stdout)
+    assert spec["functions"]["hello"]["timeout"] == 3.0
+    bad = tmp_path / "nimbus.yaml"
+    bad.write_text("name: x\nfunctions:\n  f:\n    handler: m:f\n    memory_mb: 1\n")
+    result = nimbus("spec", str(bad))
+    assert result.returncode == 2
+    assert (
+        f"{bad}:5: functions.f.memory_mb: Input should be greater than or equal to 64"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert nimbus("spec", str(tmp_path / "missing.py")).returncode == 2
+
+
+def test_plan_then_deploy_is_idempotent(launch: Callable[..., Platform], tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(HELLO, app)
+    platform = launch(app, "--no-reload")
+    assert "no changes" in platform.cli("plan", str(app), check=True).stdout
+    source = app / "app.py"
+    source.write_text(
+        source.read_text().replace("@app.function(timeout=10)", "@app.function(timeout=20)")
+        + textwrap.dedent(
+            """
+
+            @app.function()
+            def extra(event: object) -> str:
+                return "extra"
+            """
+        )
+    )
+    plan = platform.cli_json("plan", str(app))
+    assert plan["add"] == ["extra"]
+    assert plan["change"] == [
+        {"name": "add", "fields": [{"field": "timeout", "old": 10.0, "new": 20.0}]}
+    ]
+    readable = platform.cli("plan", str(app), check=True).stdout
+    assert "+ extra" in readable
+    assert "timeout: 10.0 -> 20.0" in readable
+    platform.cli("deploy", str(app), check=True)
+    assert platform.invoke("extra")["result"] == "extra"
+    assert platform.functions()["add"]["timeout"] == 20.0
+    assert "no changes" in platform.cli("deploy", str(app), check=True).stdout
+    assert "no changes" in platform.cli("plan", str(app), check=True).stdout
+
+
+def test_up_reloads_when_the_code_changes(launch: Callable[..., Platform], tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(HELLO, app)
+    platform = launch(app)
+    assert platform.invoke("add", {"a": 1, "b": 2})["result"] == 3
+    source = app / "app.py"
+    source.write_text(
+        source.read_text().replace('event["a"] + event["b"]', 'event["a"] * event["b"]')
+    )
+    platform.wait_for(
+        lambda: platform.invoke("add", {"a": 2, "b": 5})["result"] == 10, "the reload"
+    )
+    source.write_text(source.read_text() + "\nthis is not python\n")
+    platform.wait_for(
+        lambda: "reload failed" in platform.output(), "the failed reload to be reported"
+    )
+    assert platform.invoke("add", {"a": 2, "b": 5})["result"] == 10  # the previous version runs on
+
+
+def test_up_refuses_a_bad_app_with_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "app.py"
+    bad.write_text("import nimbus\napp = nimbus.App('bad name!')\n")
+    result = nimbus("up", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert "name" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_up_on_a_taken_port_is_a_clear_error(basic: Platform, tmp_path: Path) -> None:
+    port = basic.url.rsplit(":", 1)[1]
+    result = nimbus("up", str(HELLO), "--port", port, "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_example_app_runs_from_the_readme(launch: Callable[..., Platform]) -> None:
+    platform = launch(HELLO, "--no-reload")
+    assert platform.http.get("/hello/world").json()["hello"] == "world"
+    assert platform.invoke("add", {"a": 2, "b": 3})["result"] == 5
+    assert APPS.exists()
