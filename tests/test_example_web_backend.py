@@ -146,7 +146,7 @@ def test_errors(launch: Launch, app_dir: Path) -> None:
 
     wrong = http.patch(url, json={"done": True})
     assert wrong.status_code == 405
-    assert wrong.headers["allow"] == "DELETE, GET, PUT"
+    assert wrong.headers["allow"] == "DELETE, GET, HEAD, PUT"
     assert http.post("/health").status_code == 405
     assert http.delete("/notes").status_code == 405
     assert http.get("/nowhere").status_code == 404

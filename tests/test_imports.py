@@ -1,0 +1,60 @@
+"""`import nimbus` stays light: no server, CLI or HTTP-client modules (a function's instance
+imports nimbus, and every module it drags in costs memory and cold-start time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nimbus
+
+HEAVY = ("uvicorn", "starlette", "httpx", "typer", "rich", "watchfiles", "yaml", "sqlite3")
+
+
+def test_import_nimbus_loads_no_platform_modules() -> None:
+    code = "import json, sys, nimbus; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(subprocess.check_output([sys.executable, "-c", code]))
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+
+
+def test_public_surface() -> None:
+    assert sorted(nimbus.__all__) == [
+        "App",
+        "AppSpec",
+        "BadRequest",
+        "Conflict",
+        "Context",
+        "FailurePolicy",
+        "FunctionSpec",
+        "HTTPError",
+        "NimbusError",
+        "NotFound",
+        "PlatformUnavailable",
+        "Request",
+        "Response",
+        "SpecError",
+        "Throttled",
+        "__version__",
+    ]
+    for name in nimbus.__all__:
+        assert hasattr(nimbus, name)
+
+
+def test_every_error_shares_one_root_with_a_status_and_exit_code() -> None:
+    errors = [
+        nimbus.SpecError,
+        nimbus.NotFound,
+        nimbus.Conflict,
+        nimbus.Throttled,
+        nimbus.PlatformUnavailable,
+        nimbus.BadRequest,
+    ]
+    for error in errors:
+        assert issubclass(error, nimbus.NimbusError)
+    assert [e.status for e in (nimbus.SpecError, nimbus.NotFound, nimbus.Throttled)] == [
+        400,
+        404,
+        429,
+    ]
+    assert nimbus.BadRequest("x").status == 400
