@@ -176,3 +176,10 @@ def test_example_app_runs_from_the_readme(launch: Callable[..., Platform]) -> No
     assert platform.http.get("/hello/world").json()["hello"] == "world"
     assert platform.invoke("add", {"a": 2, "b": 3})["result"] == 5
     assert APPS.exists()
+
+
+def test_two_platforms_cannot_share_a_data_folder(basic: Platform) -> None:
+    result = nimbus("up", str(HELLO), "--port", "0", "--data-dir", str(basic.data_dir))
+    assert result.returncode == 1
+    assert "another nimbus platform is running with the data folder" in result.stderr
+    assert basic.invoke("pid")["outcome"] == "success"  # the running one is untouched

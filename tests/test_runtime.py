@@ -192,6 +192,7 @@ def test_a_handler_that_cannot_be_loaded_reports_an_init_error(
         "name: broken\nfunctions:\n"
         "  gone:\n    handler: nowhere:handler\n"
         "  typo:\n    handler: lazy_app:lazzy\n"
+        "  sync_concurrent:\n    handler: lazy_app:lazy\n    concurrency: 2\n"
     )
     (tmp_path / "lazy_app.py").write_text((APPS / "lazy_app.py").read_text())
     platform = launch(app, "--no-reload")
@@ -199,6 +200,9 @@ def test_a_handler_that_cannot_be_loaded_reports_an_init_error(
     assert (gone["outcome"], gone["error"]["type"]) == ("init_error", "ModuleNotFoundError")
     typo = platform.invoke("typo")
     assert (typo["outcome"], typo["error"]["type"]) == ("init_error", "AttributeError")
+    sync = platform.invoke("sync_concurrent")
+    assert sync["outcome"] == "init_error"
+    assert "needs an `async def` handler" in sync["error"]["message"]
 
 
 def _busy_pid(platform: Platform, after: int) -> int | None:
@@ -216,3 +220,24 @@ def _alive(pid: Any) -> bool:
     except OSError:
         return False
     return "State:\tZ" not in status
+
+
+def test_timeout_in_a_shared_async_instance_cancels_only_that_call(basic: Platform) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        late = pool.submit(basic.invoke, "patient", {"seconds": 30})
+        basic.wait_for(lambda: basic.functions()["patient"]["busy"] == 1, "the long call to run")
+        on_time = pool.submit(basic.invoke, "patient", {"seconds": 0.5})
+        late_record, on_time_record = late.result(), on_time.result()
+    assert late_record["outcome"] == "timeout"
+    assert on_time_record["outcome"] == "success"
+    after = basic.invoke("patient", {})
+    assert after["cold_start"] is False  # the instance was not killed
+    assert after["result"]["pid"] == on_time_record["result"]["pid"]
+
+
+def test_an_async_handler_that_ignores_cancellation_is_killed(basic: Platform) -> None:
+    before = basic.invoke("patient", {})["result"]["pid"]
+    record = basic.invoke("patient", {"block": 10})
+    assert record["outcome"] == "timeout"
+    basic.wait_for(lambda: not _alive(before), "the stuck instance to be killed")
+    assert basic.invoke("patient", {})["result"]["pid"] != before

@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Dead letters of failed asynchronous invocations.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 200)  # piped tables are not cut at 80
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="platform state folder", envvar="NIMBUS_DATA_DIR")

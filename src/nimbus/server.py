@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import uvicorn
 import watchfiles
@@ -22,6 +24,7 @@ from nimbus.spec.loader import resolve_target
 from nimbus.spec.model import AppSpec
 
 DISCOVERY_FILE = "platform.json"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 async def extract_spec(target: str) -> AppSpec:
@@ -43,8 +46,14 @@ async def extract_spec(target: str) -> AppSpec:
 async def serve(
     target: str, *, host: str, port: int, data_dir: Path, reload: bool, fsync: bool = False
 ) -> None:
+    lock = _lock(data_dir)
     spec = await extract_spec(target)
     listener = _listen(host, port)
+    if host not in LOOPBACK:
+        sys.stderr.write(
+            f"nimbus: warning: listening on {host}; the admin API (/_nimbus) has no "
+            "authentication yet, so anyone who can reach this port can deploy and invoke\n"
+        )
     controller = Controller(data_dir, echo=sys.stderr, fsync=fsync)
     await controller.start(spec)
     app = Gateway(controller, create_admin(controller))
@@ -78,6 +87,21 @@ async def serve(
         with contextlib.suppress(FileNotFoundError):
             discovery.unlink()
         await controller.stop()
+        lock.close()
+
+
+def _lock(data_dir: Path) -> TextIO:
+    """Hold the data folder for this process: two platforms on one store would run jobs twice."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise NimbusError(
+            f"another nimbus platform is running with the data folder {data_dir}"
+        ) from None
+    return handle
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -146,3 +146,11 @@ def flaky(event: dict[str, Any]) -> str:
 @app.function()
 def unserializable(event: Any) -> object:
     return object()
+
+
+@app.function(concurrency=4, max_instances=1, timeout=1)
+async def patient(event: dict[str, Any]) -> dict[str, int]:
+    if event.get("block"):
+        time.sleep(event["block"])  # blocks the event loop: cancellation cannot reach it
+    await asyncio.sleep(event.get("seconds", 0))
+    return {"pid": os.getpid()}

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from nimbus.compute.protocol import (
+    Cancel,
     ErrorInfo,
     FrameBuffer,
     FromWorker,
@@ -29,6 +30,7 @@ from nimbus.errors import NimbusError
 
 LogSink = Callable[[str, Log], None]
 EXIT_STATUS_WAIT = 2.0
+CANCEL_GRACE = 2.0  # seconds a cancelled async invocation gets to stop before the kill
 _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(FromWorker)
 
 
@@ -72,6 +74,7 @@ class Instance:
         self._transport: asyncio.Transport | None = None
         self._killed_by_us: str | None = None
         self._burial: asyncio.Task[None] | None = None
+        self._cancelling: dict[str, asyncio.TimerHandle] = {}
 
     @classmethod
     async def start(cls, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> Instance:
@@ -114,6 +117,8 @@ class Instance:
             os.kill(self.pid, signal.SIGKILL)
 
     def _time_out(self, request_id: str, timeout: float) -> None:
+        """Report the timeout now. A single-slot instance is killed at once; one that runs
+        several invocations cancels this one and is killed only if it does not stop in time."""
         entry = self._inflight.pop(request_id, None)
         if entry is None:
             return
@@ -121,10 +126,19 @@ class Instance:
         result = _failed(request_id, "Timeout", "Timeout", message)
         result.duration_ms = timeout * 1000
         entry[0].set_result(result)
-        self.kill("timeout")
+        if self.capacity == 1 or self._transport is None:
+            self.kill("timeout")
+            return
+        self._transport.write(pack(Cancel(request_id)))
+        self._cancelling[request_id] = asyncio.get_running_loop().call_later(
+            CANCEL_GRACE, self.kill, "a timed-out invocation ignored its cancellation"
+        )
 
     def on_frame(self, frame: Any) -> None:
         if isinstance(frame, Result):
+            cancelled = self._cancelling.pop(frame.id, None)
+            if cancelled is not None:
+                cancelled.cancel()  # it stopped: the instance lives on
             entry = self._inflight.pop(frame.id, None)
             if entry is not None:
                 entry[1].cancel()
@@ -160,6 +174,8 @@ class Instance:
         if not self._ready.done():
             info = ErrorInfo("Init", "InstanceExited", f"{reason} while starting")
             self._ready.set_exception(InitError(info))
+        for timer in self._cancelling.values():
+            timer.cancel()
         for request_id, (future, timer) in self._inflight.items():
             timer.cancel()
             future.set_result(_failed(request_id, "Crash", "InstanceExited", reason))

@@ -64,6 +64,12 @@ class Invoke(Frame):
     http: HttpEvent | None = None
 
 
+class Cancel(Frame):
+    """Stop this invocation (async instances only): it ran past its timeout."""
+
+    id: str
+
+
 # worker -> controller
 class Ready(Frame):
     pid: int
@@ -114,7 +120,7 @@ class Exited(Frame):
     """As `subprocess` returncodes: exit code, or minus the signal number."""
 
 
-ToWorker = Invoke
+ToWorker = Invoke | Cancel
 FromWorker = Ready | InitFailed | Result | Log
 FromZygote = ZygoteReady | Spawned | Exited
 

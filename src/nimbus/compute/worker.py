@@ -24,6 +24,7 @@ import msgspec
 
 from nimbus.compute import handlers
 from nimbus.compute.protocol import (
+    Cancel,
     FrameBuffer,
     InitFailed,
     Invoke,
@@ -170,6 +171,10 @@ class Runner:
         started = time.perf_counter()
         try:
             value = await self.handler(*self.prepare(frame))
+        except asyncio.CancelledError as error:
+            info = handlers.error_info("Timeout", error)
+            info.message = "cancelled after its timeout"
+            return Result(frame.id, (time.perf_counter() - started) * 1000, _peak_kb(), error=info)
         except BaseException as error:
             return self.failure(frame, started, error)
         return self.finish(frame, started, value)
@@ -184,6 +189,8 @@ def main(sock: socket.socket, config: WorkerConfig) -> NoReturn:
     _capture_output(channel)
     try:
         handler = handlers.load_handler(config.handler)
+        if config.concurrency > 1 and not asyncio.iscoroutinefunction(handler):
+            raise TypeError("concurrency > 1 needs an `async def` handler")
     except BaseException as error:
         channel.send(InitFailed(handlers.error_info("Init", error)))
         os._exit(1)
@@ -198,7 +205,8 @@ def main(sock: socket.socket, config: WorkerConfig) -> NoReturn:
 
 def _serve_sync(sock: socket.socket, runner: Runner) -> None:
     while (frame := recv_frame(sock, _decoder)) is not None:
-        assert isinstance(frame, Invoke)
+        if not isinstance(frame, Invoke):
+            continue  # a single-slot instance is killed on timeout, never asked to cancel
         result = runner.run_sync(frame)
         runner.channel.send(result)
         if result.exiting:
@@ -209,10 +217,13 @@ async def _serve_async(sock: socket.socket, runner: Runner) -> None:
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
     buffer = FrameBuffer(_decoder)
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: dict[str, asyncio.Task[None]] = {}
 
     async def run(frame: Invoke) -> None:
-        result = await runner.run_async(frame)
+        try:
+            result = await runner.run_async(frame)
+        finally:
+            tasks.pop(frame.id, None)
         runner.channel.send(result)
         if result.exiting and not closed.done():
             closed.set_result(None)
@@ -220,10 +231,11 @@ async def _serve_async(sock: socket.socket, runner: Runner) -> None:
     class Protocol(asyncio.Protocol):
         def data_received(self, data: bytes) -> None:
             for frame in buffer.feed(data):
-                assert isinstance(frame, Invoke)
-                task = loop.create_task(run(frame))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                if isinstance(frame, Cancel):
+                    if frame.id in tasks:
+                        tasks[frame.id].cancel()
+                elif isinstance(frame, Invoke):
+                    tasks[frame.id] = loop.create_task(run(frame))
 
         def connection_lost(self, exc: Exception | None) -> None:
             if not closed.done():

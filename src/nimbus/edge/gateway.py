@@ -8,13 +8,16 @@ Paths under /_nimbus go to the admin API.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from nimbus.compute.protocol import HttpEvent
 from nimbus.edge.router import MethodNotAllowed
 from nimbus.errors import NimbusError, NotFound, Throttled
+
+if TYPE_CHECKING:
+    from nimbus.controller import Controller
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,7 +36,7 @@ class BodyTooLarge(NimbusError):
 
 
 class Gateway:
-    def __init__(self, controller: Any, admin: ASGIApp) -> None:
+    def __init__(self, controller: Controller, admin: ASGIApp) -> None:
         self._controller = controller
         self._admin = admin
 
@@ -43,7 +46,7 @@ class Gateway:
                 await send({"type": "websocket.close", "code": 1003})
             return
         path: str = scope["path"]
-        if path.startswith(ADMIN_PREFIX) and (len(path) == len(ADMIN_PREFIX) or path[8] == "/"):
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self._admin(scope, receive, send)
             return
         await self._serve(scope, receive, send, path)
