@@ -16,11 +16,13 @@ import subprocess
 import time
 
 import uvloop
+
 from common import (
     APPS_DIR,
     PYTHON,
     Metric,
     Report,
+    Runs,
     Summary,
     Target,
     argument_parser,
@@ -28,9 +30,8 @@ from common import (
     latency_summary,
     median_of_runs,
 )
-from nimbus_harness import invoke_ok, running_controller, stop_idle_instances
-
 from nimbus.controller import Controller
+from nimbus_harness import invoke_ok, running_controller, stop_idle_instances
 
 NAME = "cold_start"
 FUNCTION = "cold"
@@ -72,9 +73,9 @@ def baseline_run(samples: int) -> Summary:
     return latency_summary([baseline_sample() for _ in range(samples)])
 
 
-async def measure_runs(args: argparse.Namespace) -> dict[str, list[Summary]]:
+async def measure_runs(args: argparse.Namespace) -> Runs:
     """Alternate nimbus and baseline run by run so that both see the same machine load."""
-    runs: dict[str, list[Summary]] = {"nimbus": [], "baseline": []}
+    runs: Runs = {"nimbus": [], "baseline": []}
     async with running_controller() as controller:
         await nimbus_run(controller, args.warmup)
         baseline_run(args.warmup)
@@ -90,7 +91,7 @@ async def measure_runs(args: argparse.Namespace) -> dict[str, list[Summary]]:
     return runs
 
 
-def report(args: argparse.Namespace, runs: dict[str, list[Summary]]) -> Report:
+def report(args: argparse.Namespace, runs: Runs) -> Report:
     nimbus, baseline = median_of_runs(runs["nimbus"]), median_of_runs(runs["baseline"])
     return Report(
         name=NAME,

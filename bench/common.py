@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 BENCH_DIR = Path(__file__).resolve().parent
 APPS_DIR = BENCH_DIR / "apps"
@@ -29,7 +29,9 @@ PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
 DEFAULT_RUNS = 5
 
+T = TypeVar("T")
 Summary = dict[str, float]
+Runs = dict[str, list[Summary]]  # per side ("nimbus", "baseline", ...), one summary per run
 
 
 # statistics
@@ -119,14 +121,16 @@ class Report:
     metrics: list[Metric] = field(default_factory=list)
     target: Target | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    per_run: dict[str, list[Summary]] = field(default_factory=dict)
+    per_run: Runs = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     skipped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["metrics"] = [{**asdict(m), "ratio": m.ratio} for m in self.metrics]
-        data["target"] = None if self.target is None else {**asdict(self.target), "met": self.target.met}
+        data["target"] = (
+            None if self.target is None else {**asdict(self.target), "met": self.target.met}
+        )
         data["machine"] = machine()
         data["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return data
@@ -180,7 +184,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         first, *rest = cells
-        parts = [first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(rest, widths[1:], strict=True)]
+        parts = [first.ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(rest, widths[1:], strict=True)
+        ]
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
@@ -245,10 +251,12 @@ def stop_process(
             process.wait()
 
 
-def wait_until(condition: Callable[[], bool], limit: float, what: str) -> None:
-    """Poll `condition` until it holds; RuntimeError after `limit` seconds."""
+def wait_until(condition: Callable[[], T | None], limit: float, what: str) -> T:
+    """Poll `condition` until it returns something other than None, and return that;
+    RuntimeError after `limit` seconds."""
     deadline = time.monotonic() + limit
-    while not condition():
+    while (value := condition()) is None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"gave up waiting for {what} after {limit:g} s")
         time.sleep(0.02)
+    return value

@@ -24,12 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+
 from common import (
     APPS_DIR,
     LOOPBACK,
     PYTHON,
     Metric,
     Report,
+    Runs,
     Summary,
     Target,
     argument_parser,
@@ -39,7 +41,6 @@ from common import (
     stop_process,
     wait_until,
 )
-
 from nimbus.spec.loader import load_app
 
 NAME = "http_throughput"
@@ -49,6 +50,10 @@ TARGET_RATIO = 0.5
 PATH = "/hello/bench"
 STARTUP_LIMIT = 60.0
 APT_LIMIT = 300.0
+WRK_MISSING = (
+    "wrk is not on PATH, and `apt-get install -y wrk` was not possible or failed: "
+    "install the Debian package `wrk` to run this benchmark"
+)
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -100,7 +105,9 @@ def _latency_ms(percent: int, text: str) -> float:
 
 
 def parse_wrk(text: str) -> WrkResult:
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
     return WrkResult(
         requests_per_s=float(_number(r"^Requests/sec:\s+([\d.]+)", text)),
         requests=int(_number(r"^\s*(\d+) requests in", text)),
@@ -114,24 +121,31 @@ def parse_wrk(text: str) -> WrkResult:
 def run_wrk(wrk: str, url: str, args: argparse.Namespace, duration: float) -> WrkResult:
     command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration:g}s"]
     command += ["--latency", "--timeout", "5s", url + PATH]
-    output = subprocess.run(
-        command, check=True, capture_output=True, text=True, timeout=duration + 30
-    ).stdout
-    return parse_wrk(output)
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=duration + 30
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} exited with status {done.returncode}:\n{done.stderr}{done.stdout}"
+        )
+    return parse_wrk(done.stdout)
 
 
 # servers
 
 
-def wait_serving(url: str, process: subprocess.Popen[bytes]) -> None:
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(url + PATH, timeout=5).status_code == 200
-        return False
+def ensure_running(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        raise RuntimeError(f"the server exited with status {process.returncode}")
 
-    wait_until(answers, STARTUP_LIMIT, f"{url} to answer")
+
+def hello_answered(url: str, process: subprocess.Popen[bytes]) -> bool | None:
+    """True once the server answers the hello path with 200; None before."""
+    ensure_running(process)
+    with contextlib.suppress(httpx.HTTPError):
+        if httpx.get(url + PATH, timeout=5).status_code == 200:
+            return True
+    return None
 
 
 @contextlib.contextmanager
@@ -141,30 +155,22 @@ def server(command: list[str], log: Path, url_of: Callable[[], str | None]) -> I
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
         )
+
+    def announced_url() -> str | None:
+        ensure_running(process)
+        return url_of()
+
     try:
-        url = _await_url(url_of, process)
-        wait_serving(url, process)
+        url = wait_until(announced_url, STARTUP_LIMIT, "the server's URL")
+        wait_until(lambda: hello_answered(url, process), STARTUP_LIMIT, f"{url} to answer")
         yield url
     except Exception:
-        print(f"server log ({log}):\n{log.read_text(errors='replace')[-4000:]}")
+        status = process.poll()
+        state = "still running" if status is None else f"exited with status {status}"
+        print(f"server {command[2:4]} {state}; its log ({log}):\n{log.read_text()[-4000:]}")
         raise
     finally:
         stop_process(process)
-
-
-def _await_url(url_of: Callable[[], str | None], process: subprocess.Popen[bytes]) -> str:
-    found: list[str] = []
-
-    def known() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        url = url_of()
-        if url is not None:
-            found.append(url)
-        return bool(found)
-
-    wait_until(known, STARTUP_LIMIT, "the server's URL")
-    return found[0]
 
 
 def nimbus_server(data_dir: Path) -> contextlib.AbstractContextManager[str]:
@@ -204,20 +210,22 @@ def summary(result: WrkResult) -> Summary:
     return {key: float(value) for key, value in asdict(result).items()}
 
 
-def measure_runs(wrk: str, urls: dict[str, str], args: argparse.Namespace) -> dict[str, list[Summary]]:
+def measure_runs(wrk: str, urls: dict[str, str], args: argparse.Namespace) -> Runs:
     """Warm both up (nimbus starts its instances), then alternate them run by run."""
     for url in urls.values():
         run_wrk(wrk, url, args, args.warmup)
-    runs: dict[str, list[Summary]] = {side: [] for side in urls}
+    runs: Runs = {side: [] for side in urls}
     for run in range(args.runs):
         for side, url in urls.items():
             result = run_wrk(wrk, url, args, args.duration)
             runs[side].append(summary(result))
-            print(f"run {run + 1}/{args.runs} {side}: {result.requests_per_s:,.0f} req/s", flush=True)
+            print(
+                f"run {run + 1}/{args.runs} {side}: {result.requests_per_s:,.0f} req/s", flush=True
+            )
     return runs
 
 
-def failures(runs: dict[str, list[Summary]]) -> list[str]:
+def failures(runs: Runs) -> list[str]:
     """A warning for each run with non-2xx responses or socket errors."""
     warnings = []
     for side, results in runs.items():
@@ -230,7 +238,7 @@ def failures(runs: dict[str, list[Summary]]) -> list[str]:
     return warnings
 
 
-def report(args: argparse.Namespace, runs: dict[str, list[Summary]], instances: int) -> Report:
+def report(args: argparse.Namespace, runs: Runs, instances: int) -> Report:
     nimbus, baseline = median_of_runs(runs["nimbus"]), median_of_runs(runs["baseline"])
     ratio = nimbus["requests_per_s"] / baseline["requests_per_s"]
     return Report(
@@ -249,7 +257,10 @@ def report(args: argparse.Namespace, runs: dict[str, list[Summary]], instances: 
             Metric("latency p99", "ms", nimbus["latency_p99_ms"], baseline["latency_p99_ms"]),
         ],
         target=Target(
-            f"nimbus >= {TARGET_RATIO:g} x bare uvicorn requests/s", ratio, TARGET_RATIO, "x",
+            f"nimbus >= {TARGET_RATIO:g} x bare uvicorn requests/s",
+            ratio,
+            TARGET_RATIO,
+            "x",
             at_most=False,
         ),
         details={"hello instances after the runs": instances},
@@ -271,7 +282,7 @@ def measure(args: argparse.Namespace) -> Report:
     check_connections(args.connections)
     wrk = find_wrk()
     if wrk is None:
-        return skipped(args, "wrk is not installed and `apt-get install -y wrk` failed")
+        return skipped(args, WRK_MISSING)
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         with nimbus_server(data_dir) as nimbus, bare_server(Path(tmp) / "bare.log") as bare:

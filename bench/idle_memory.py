@@ -17,10 +17,12 @@ from pathlib import Path
 
 import msgspec
 import uvloop
+
 from common import (
     PYTHON,
     Metric,
     Report,
+    Runs,
     Summary,
     Target,
     argument_parser,
@@ -28,9 +30,8 @@ from common import (
     median_of_runs,
     stop_process,
 )
-from nimbus_harness import invoke_ok, running_controller, stop_idle_instances
-
 from nimbus.controller import Controller
+from nimbus_harness import invoke_ok, running_controller, stop_idle_instances
 
 NAME = "idle_memory"
 FUNCTION = "pid"
@@ -87,9 +88,9 @@ async def baseline_sample(idle: float) -> Summary:
         stop_process(process, sig=signal.SIGTERM)
 
 
-async def measure_runs(args: argparse.Namespace) -> dict[str, list[Summary]]:
+async def measure_runs(args: argparse.Namespace) -> Runs:
     """Alternate nimbus and baseline run by run so that both see the same machine load."""
-    runs: dict[str, list[Summary]] = {"nimbus": [], "baseline": [], "zygote": []}
+    runs: Runs = {"nimbus": [], "baseline": [], "zygote": []}
     async with running_controller() as controller:
         for run in range(args.runs):
             instance, zygote = await nimbus_sample(controller, args.idle)
@@ -104,7 +105,7 @@ async def measure_runs(args: argparse.Namespace) -> dict[str, list[Summary]]:
     return runs
 
 
-def report(args: argparse.Namespace, runs: dict[str, list[Summary]]) -> Report:
+def report(args: argparse.Namespace, runs: Runs) -> Report:
     nimbus, baseline = median_of_runs(runs["nimbus"]), median_of_runs(runs["baseline"])
     zygote = median_of_runs(runs["zygote"])
     labels = {"uss": "USS (private)", "pss": "PSS", "rss": "RSS"}

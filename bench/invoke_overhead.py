@@ -18,13 +18,15 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
+import msgspec
 import uvloop
+
 from common import (
     BENCH_DIR,
     PYTHON,
     Metric,
     Report,
-    Summary,
+    Runs,
     Target,
     argument_parser,
     finish,
@@ -33,10 +35,8 @@ from common import (
     time_calls_us,
 )
 from echo_peer import HEADER, Ping, Pong, pack, take_frames
-from nimbus_harness import invocation_records, invoke_ok, running_controller
-
-import msgspec
 from nimbus.controller import Controller
+from nimbus_harness import invocation_records, invoke_ok, running_controller
 
 NAME = "invoke_overhead"
 FUNCTION = "noop"
@@ -96,11 +96,11 @@ def nimbus_call(controller: Controller) -> Call:
     return lambda: invoke_ok(controller, FUNCTION)
 
 
-async def measure_runs(calls: dict[str, Call], args: argparse.Namespace) -> dict[str, list[Summary]]:
+async def measure_runs(calls: dict[str, Call], args: argparse.Namespace) -> Runs:
     """Warm both up, then alternate them run by run so that both see the same machine load."""
     for call in calls.values():
         await time_calls_us(call, args.warmup)
-    runs: dict[str, list[Summary]] = {side: [] for side in calls}
+    runs: Runs = {side: [] for side in calls}
     for run in range(args.runs):
         for side, call in calls.items():
             summary = latency_summary(await time_calls_us(call, args.invocations))

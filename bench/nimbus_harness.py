@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from common import APPS_DIR
-
 from nimbus.compute.invoker import Invocation
 from nimbus.compute.pool import Pool
 from nimbus.controller import Controller

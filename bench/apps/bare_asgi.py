@@ -1,6 +1,6 @@
 """The HTTP baseline: the same hello answer as a raw ASGI app, served by bare uvicorn.
 
-    uvicorn bare_asgi:app --app-dir bench/apps --http httptools --loop uvloop
+uvicorn bare_asgi:app --app-dir bench/apps --http httptools --loop uvloop
 """
 
 from __future__ import annotations

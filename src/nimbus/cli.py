@@ -235,11 +235,7 @@ def plan(
     as_json: AsJson = False,
 ) -> None:
     """Show what deploying TARGET to the running platform would add, change and remove."""
-    desired = load_app(target)
-    result = Plan.model_validate(
-        _client(url).request("POST", "/plan", content=desired.model_dump_json())
-    )
-    _show_plan(result, as_json)
+    _send_spec("POST", "/plan", target, url, as_json)
 
 
 @app.command()
@@ -249,11 +245,14 @@ def deploy(
     as_json: AsJson = False,
 ) -> None:
     """Apply TARGET's spec to the running platform (idempotent)."""
+    _send_spec("PUT", "/spec", target, url, as_json)
+
+
+def _send_spec(method: str, path: str, target: str, url: str | None, as_json: bool) -> None:
+    """Load the app here, send its spec to the platform, print the plan that comes back."""
     desired = load_app(target)
-    result = Plan.model_validate(
-        _client(url).request("PUT", "/spec", content=desired.model_dump_json())
-    )
-    _show_plan(result, as_json)
+    reply = _client(url).request(method, path, content=desired.model_dump_json())
+    _show_plan(Plan.model_validate(reply), as_json)
 
 
 def _show_plan(result: Plan, as_json: bool) -> None:
