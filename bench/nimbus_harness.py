@@ -58,7 +58,8 @@ async def stop_idle_instances(pool: Pool) -> None:
 
 async def invocation_records(controller: Controller, function: str) -> int:
     """How many invocation records of `function` the store has committed."""
-    await asyncio.to_thread(controller.store.db.flush)
+    controller.store.flush()  # records gather on the loop before they are written
+    await controller.store.db.barrier()
     rows = await controller.store.db.read(
         "SELECT count(*) AS n FROM invocations WHERE function = ?", (function,)
     )

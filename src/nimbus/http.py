@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -16,10 +16,11 @@ from nimbus.errors import BadRequest
 class Headers(Mapping[str, str]):
     """Case-insensitive, read-only request headers; repeated headers joined with ', '."""
 
-    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, pairs: Iterable[tuple[bytes | str, bytes | str]]) -> None:
         merged: dict[str, str] = {}
-        for name, value in pairs:
-            key = name.lower()
+        for raw_name, raw_value in pairs:
+            key = _text(raw_name).lower()
+            value = _text(raw_value)
             merged[key] = f"{merged[key]}, {value}" if key in merged else value
         self._items = merged
 
@@ -29,7 +30,7 @@ class Headers(Mapping[str, str]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._items
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[str]:
         return iter(self._items)
 
     def __len__(self) -> int:
@@ -44,14 +45,14 @@ class Request:
         method: str,
         path: str,
         params: dict[str, str],
-        query_string: str,
-        headers: Iterable[tuple[str, str]],
+        query_string: bytes | str,
+        headers: Iterable[tuple[bytes | str, bytes | str]],
         body: bytes,
     ) -> None:
         self.method = method
         self.path = path
         self.params = params
-        self.query_string = query_string
+        self.query_string = _text(query_string)
         self.headers = Headers(headers)
         self.body = body
 
@@ -78,6 +79,11 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path}>"
+
+
+def _text(value: bytes | str) -> str:
+    """HTTP header bytes as text (ISO-8859-1, as the HTTP spec has it)."""
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 @dataclass

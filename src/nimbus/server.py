@@ -67,6 +67,7 @@ async def serve(
         access_log=False,
         server_header=False,
         date_header=False,
+        proxy_headers=False,  # nimbus is not behind a proxy unless one is configured
     )
     server = uvicorn.Server(config)
     discovery = data_dir / DISCOVERY_FILE

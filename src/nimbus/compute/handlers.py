@@ -33,6 +33,9 @@ def load_handler(reference: str) -> HandlerFunc:
 
 def wants_context(handler: HandlerFunc) -> bool:
     """Handlers take `(event)` or `(event, context)`; look once, at load time."""
+    code = getattr(handler, "__code__", None)
+    if code is not None and not inspect.ismethod(handler):
+        return code.co_argcount >= 2 or bool(code.co_flags & inspect.CO_VARARGS)
     try:
         parameters = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
@@ -49,10 +52,13 @@ def make_event(http: HttpEvent | None, payload: bytes) -> Any:
 
 def shape_http(value: Any) -> HttpReply:
     """Turn what an HTTP handler returned into status, headers and body."""
-    status, headers = 200, {}
+    status: int = 200
+    headers: dict[str, str] = {}
     if isinstance(value, Response):
-        status, headers, value = value.status, dict(value.headers), value.body
-    lowered = {name.lower() for name in headers}
+        status = value.status
+        headers = {str(name).lower(): str(text) for name, text in value.headers.items()}
+        headers.pop("content-length", None)  # the gateway sets it from the body
+        value = value.body
     if value is None:
         body, content_type = b"", None
         status = 204 if status == 200 else status
@@ -62,14 +68,15 @@ def shape_http(value: Any) -> HttpReply:
         body, content_type = value.encode(), "text/plain; charset=utf-8"
     else:
         body, content_type = msgspec.json.encode(value), JSON
-    if content_type is not None and "content-type" not in lowered:
-        headers["content-type"] = content_type
-    return HttpReply(status, [(str(k), str(v)) for k, v in headers.items()], body)
+    if content_type is not None:
+        headers.setdefault("content-type", content_type)
+    pairs = [(name.encode("latin-1"), text.encode("latin-1")) for name, text in headers.items()]
+    return HttpReply(status, pairs, body)
 
 
 def http_error_reply(error: HTTPError) -> HttpReply:
     body = msgspec.json.encode({"error": error.detail or f"HTTP {error.status}"})
-    return HttpReply(error.status, [("content-type", JSON)], body)
+    return HttpReply(error.status, [(b"content-type", JSON.encode())], body)
 
 
 def error_info(kind: ErrorKind, error: BaseException) -> ErrorInfo:

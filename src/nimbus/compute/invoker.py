@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,7 +36,11 @@ class Invocation:
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A UUIDv7 (RFC 9562): time-ordered, so ids sort by time and index cheaply."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class Invoker:

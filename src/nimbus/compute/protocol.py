@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections import deque
 from typing import Literal
 
 import msgspec
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
+RECV_SIZE = 1 << 16
 
 ErrorKind = Literal["Handler", "Timeout", "OutOfMemory", "Crash", "Init", "Throttled"]
 
@@ -29,17 +31,21 @@ class ErrorInfo(msgspec.Struct, omit_defaults=True):
 
 
 class HttpEvent(msgspec.Struct, array_like=True):
+    """As the ASGI server gave it: bytes are decoded in the worker, off the controller's core."""
+
     method: str
     path: str
     params: dict[str, str]
-    query_string: str
-    headers: list[tuple[str, str]]
+    query_string: bytes
+    headers: list[tuple[bytes, bytes]]
     body: bytes
 
 
 class HttpReply(msgspec.Struct, array_like=True):
+    """Ready for the ASGI server: header names lower-case, no content-length (the gateway's)."""
+
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     body: bytes
 
 
@@ -158,26 +164,22 @@ class FrameBuffer:
         return frames
 
 
-def recv_frame(sock: socket.socket, decoder: msgspec.msgpack.Decoder[object]) -> object | None:
-    """Blocking read of one frame; None when the peer has closed the socket."""
-    header = _recv_exactly(sock, 4)
-    if header is None:
-        return None
-    (size,) = HEADER.unpack(header)
-    body = _recv_exactly(sock, size)
-    if body is None:
-        return None
-    return decoder.decode(body)
+class SocketReader:
+    """Blocking frame reader with its own buffer: one recv usually brings a whole frame."""
 
+    def __init__(self, sock: socket.socket, decoder: msgspec.msgpack.Decoder[object]) -> None:
+        self._sock = sock
+        self._buffer = FrameBuffer(decoder)
+        self._frames: deque[object] = deque()
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            return None
-        chunks += chunk
-    return bytes(chunks)
+    def next(self) -> object | None:
+        """The next frame; None when the peer has closed the socket."""
+        while not self._frames:
+            data = self._sock.recv(RECV_SIZE)
+            if not data:
+                return None
+            self._frames.extend(self._buffer.feed(data))
+        return self._frames.popleft()
 
 
 def encode(frame: Frame) -> bytes:

@@ -31,10 +31,10 @@ from nimbus.compute.protocol import (
     Log,
     Ready,
     Result,
+    SocketReader,
     ToWorker,
     WorkerConfig,
     pack,
-    recv_frame,
 )
 from nimbus.context import Context
 from nimbus.errors import HTTPError
@@ -204,7 +204,8 @@ def main(sock: socket.socket, config: WorkerConfig) -> NoReturn:
 
 
 def _serve_sync(sock: socket.socket, runner: Runner) -> None:
-    while (frame := recv_frame(sock, _decoder)) is not None:
+    reader = SocketReader(sock, _decoder)
+    while (frame := reader.next()) is not None:
         if not isinstance(frame, Invoke):
             continue  # a single-slot instance is killed on timeout, never asked to cancel
         result = runner.run_sync(frame)

@@ -67,9 +67,7 @@ class Gateway:
         except BodyTooLarge as error:
             await _error(send, 413, error.message, [(b"connection", b"close")])
             return
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        query = scope["query_string"].decode("latin-1")
-        event = HttpEvent(method, path, params, query, headers, body)
+        event = HttpEvent(method, path, params, scope["query_string"], scope["headers"], body)
         try:
             invocation = await controller.invoker.invoke(function, trigger="http", http=event)
         except Throttled as error:
@@ -98,11 +96,7 @@ class Gateway:
             )
             return
         reply = result.http
-        out = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in reply.headers
-            if k.lower() != "content-length"
-        ]
+        out = reply.headers
         out.append((REQUEST_ID, request_id))
         await _send(send, reply.status, out, reply.body, head=method == "HEAD")
 

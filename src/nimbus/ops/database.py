@@ -24,9 +24,18 @@ GROUP_LIMIT = 1000
 class _Write:
     sql: str | None  # None: nothing to execute, only a point to wait for
     params: Params = ()
+    many: bool = False  # params is a list of rows for executemany
     future: asyncio.Future[None] | None = None
     event: threading.Event | None = None
     error: sqlite3.Error | None = None
+
+    def execute(self, connection: sqlite3.Connection) -> None:
+        if self.sql is None:
+            return
+        if self.many:
+            connection.executemany(self.sql, self.params)
+        else:
+            connection.execute(self.sql, self.params)
 
 
 class Database:
@@ -62,6 +71,17 @@ class Database:
     def submit(self, sql: str, params: Params = ()) -> None:
         """Execute soon; nobody waits for it."""
         self._queue.put(_Write(sql, params))
+
+    def submit_many(self, sql: str, rows: Sequence[Params]) -> None:
+        """Execute for each row soon, in one statement run; nobody waits for it."""
+        self._queue.put(_Write(sql, rows, many=True))
+
+    async def barrier(self) -> None:
+        """Wait until every write queued before this call is committed (read your writes)."""
+        self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(_Write(None, future=future))
+        await future
 
     async def read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return await asyncio.to_thread(self.read_now, sql, params)
@@ -112,14 +132,14 @@ class Database:
         try:
             connection.execute("BEGIN")
             for item in statements:
-                connection.execute(item.sql, item.params)  # type: ignore[arg-type]
+                item.execute(connection)
             connection.execute("COMMIT")
             return
         except sqlite3.Error:
             connection.execute("ROLLBACK")
         for item in statements:
             try:
-                connection.execute(item.sql, item.params)  # type: ignore[arg-type]
+                item.execute(connection)
             except sqlite3.Error as error:
                 item.error = error
 

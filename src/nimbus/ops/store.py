@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any, Literal
@@ -100,17 +101,44 @@ def _error_from(text: str | None) -> ErrorInfo | None:
     return None if text is None else msgspec.json.decode(text, type=ErrorInfo)
 
 
+INSERT_INVOCATION = "INSERT OR REPLACE INTO invocations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+INSERT_LOG = "INSERT INTO logs (time, function, request_id, level, message) VALUES (?,?,?,?,?)"
+FLUSH_DELAY = 0.005  # seconds records and logs gather on the loop before one batched write
+
+
 class Store:
     def __init__(self, data_dir: Path, *, fsync: bool = False) -> None:
         self.db = Database(data_dir / "platform.db", SCHEMA, fsync=fsync)
+        self._records: list[tuple[Any, ...]] = []
+        self._logs: list[tuple[Any, ...]] = []
+        self._flush_scheduled = False
 
     def close(self) -> None:
+        self.flush()
         self.db.close()
 
-    # invocations and logs: written without waiting, in groups
+    # invocations and logs: gathered on the event loop, then written in one statement run
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if self._records:
+            self.db.submit_many(INSERT_INVOCATION, self._records)
+            self._records = []
+        if self._logs:
+            self.db.submit_many(INSERT_LOG, self._logs)
+            self._logs = []
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
+
+    async def _caught_up(self) -> None:
+        """Make every record and log taken so far visible to the next read."""
+        self.flush()
+        await self.db.barrier()
+
     def record_invocation(self, record: InvocationRecord) -> None:
-        self.db.submit(
-            "INSERT OR REPLACE INTO invocations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        self._records.append(
             (
                 record.id,
                 record.function,
@@ -139,6 +167,7 @@ class Store:
     async def invocations(
         self, function: str | None, limit: int, request_id: str | None = None
     ) -> list[InvocationRecord]:
+        await self._caught_up()
         where, params = _filters(function=function, id=request_id)
         rows = await self.db.read(
             f"SELECT * FROM invocations {where} ORDER BY started_at DESC LIMIT ?", (*params, limit)
@@ -148,6 +177,7 @@ class Store:
     async def logs(
         self, function: str | None, request_id: str | None, after: int, limit: int
     ) -> list[LogEntry]:
+        await self._caught_up()
         where, params = _filters(function=function, request_id=request_id)
         where = f"{where} {'AND' if where else 'WHERE'} seq > ?"
         rows = await self.db.read(
