@@ -41,6 +41,10 @@ def test_environment_is_per_function_and_controller_secrets_stay_out(
     assert echoed["secret"] is None
 
 
+def test_functions_run_in_their_app_folder(basic: Platform) -> None:
+    assert basic.invoke("where")["result"] == str(APPS)
+
+
 def test_first_invocation_is_cold_then_warm(basic: Platform) -> None:
     first = basic.invoke("pid")
     second = basic.invoke("pid")
@@ -193,6 +197,7 @@ def test_a_handler_that_cannot_be_loaded_reports_an_init_error(
         "  gone:\n    handler: nowhere:handler\n"
         "  typo:\n    handler: lazy_app:lazzy\n"
         "  sync_concurrent:\n    handler: lazy_app:lazy\n    concurrency: 2\n"
+        "  kept_warm:\n    handler: nowhere:handler\n    min_instances: 1\n"
     )
     (tmp_path / "lazy_app.py").write_text((APPS / "lazy_app.py").read_text())
     platform = launch(app, "--no-reload")
@@ -203,6 +208,10 @@ def test_a_handler_that_cannot_be_loaded_reports_an_init_error(
     sync = platform.invoke("sync_concurrent")
     assert sync["outcome"] == "init_error"
     assert "needs an `async def` handler" in sync["error"]["message"]
+    logged = platform.wait_for(
+        lambda: platform.cli_json("logs", "kept_warm"), "the failed warm start to be logged"
+    )
+    assert "an instance failed to start: ModuleNotFoundError" in logged[0]["message"]
 
 
 def _busy_pid(platform: Platform, after: int) -> int | None:

@@ -154,3 +154,8 @@ async def patient(event: dict[str, Any]) -> dict[str, int]:
         time.sleep(event["block"])  # blocks the event loop: cancellation cannot reach it
     await asyncio.sleep(event.get("seconds", 0))
     return {"pid": os.getpid()}
+
+
+@app.function()
+def where(event: Any) -> str:
+    return os.getcwd()

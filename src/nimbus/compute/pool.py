@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nimbus.compute.instance import Instance, LogSink
-from nimbus.compute.protocol import WorkerConfig
+from nimbus.compute.protocol import Log, WorkerConfig
 from nimbus.compute.spawner import Zygote
 from nimbus.errors import NimbusError, Throttled
 from nimbus.spec.model import FunctionSpec
+
+MAX_RETRY_DELAY = 30.0  # seconds between attempts to keep a failing function warm
 
 
 class PoolClosed(NimbusError):
@@ -51,6 +53,8 @@ class Pool:
         self._waiters: deque[asyncio.Future[Lease]] = deque()
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._start_failures = 0
+        self._retry_at = 0.0  # no background start before this (monotonic) time
 
     @property
     def size(self) -> int:
@@ -106,7 +110,10 @@ class Pool:
             instance.stop()
 
     def ensure_minimum(self) -> None:
-        """Start instances in the background until `min_instances` are up."""
+        """Start instances in the background until `min_instances` are up (backing off while
+        starts keep failing)."""
+        if time.monotonic() < self._retry_at:
+            return
         for _ in range(self.spec.min_instances - self.size):
             self._begin_start()
 
@@ -160,12 +167,17 @@ class Pool:
             instance = await Instance.start(self.config, self.zygote, self._on_log)
         except BaseException as error:
             self._starts.remove(start)
+            self._start_failures += 1
+            self._retry_at = time.monotonic() + min(MAX_RETRY_DELAY, 0.5 * 2**self._start_failures)
             start.done.set_exception(error)
             start.done.exception()  # marked retrieved: its claimants may have gone
             if start.claims == 0:
+                message = f"an instance failed to start: {error}"
+                self._on_log(self.spec.name, Log("", "ERROR", message, time.time()))
                 self._fail_one_waiter(error)  # the waiter it was started for
             raise
         self._starts.remove(start)
+        self._start_failures, self._retry_at = 0, 0.0
         self.cold_starts += 1
         instance.leases = start.claims
         self.instances.append(instance)

@@ -260,6 +260,7 @@ def _set_environment(config: WorkerConfig) -> None:
     os.environ["NIMBUS_FUNCTION_MEMORY_MB"] = str(config.memory_mb)
     if config.root not in sys.path:
         sys.path.insert(0, config.root)
+    os.chdir(config.root)  # like Lambda's /var/task: relative paths are the app's, not ours
 
 
 def _capture_output(channel: Channel) -> None:

@@ -1,0 +1,30 @@
+"""Type-checked by mypy --strict, never run: the decorators keep each handler's type, and
+options are checked. An unneeded `type: ignore` fails the check, so each one proves an error."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import nimbus
+
+app = nimbus.App("typed")
+
+
+@app.http("GET", "/orders/{id}", timeout=5)
+def get_order(request: nimbus.Request, context: nimbus.Context) -> dict[str, str]:
+    return {"id": request.params["id"], "by": context.function_name}
+
+
+@app.function(concurrency=8, failure=nimbus.FailurePolicy(retries=0))
+async def notify(event: dict[str, int]) -> int:
+    return event["n"]
+
+
+async def call(request: nimbus.Request, context: nimbus.Context) -> None:
+    assert_type(get_order(request, context), dict[str, str])
+    assert_type(await notify({"n": 1}), int)
+
+
+app.function(timeout="3")  # type: ignore[arg-type]
+app.function(tiemout=3)  # type: ignore[call-arg]
+app.http("GET")  # type: ignore[call-arg]
