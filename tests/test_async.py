@@ -25,6 +25,13 @@ def retrying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform.stop()
 
 
+def _running(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def submit(platform: Platform, function: str, event: Any) -> str:
     response = platform.http.post(f"/_nimbus/functions/{function}/invoke?mode=async", json=event)
     assert response.status_code == 202, response.text
@@ -129,7 +136,10 @@ def test_accepted_invocations_survive_kill_9_of_the_platform(
     data = tmp_path / "data"
     platform = launch(APPS / "retrying.py", "--no-reload", data_dir=data)
     ids = [submit(platform, "one_at_a_time", {"n": n, "sleep": 1}) for n in range(4)]
+    worker = platform.invoke("pid")["result"]
     platform.stop(signal.SIGKILL)
+    # no orphans: the zygote dies with the controller, and its instances with the zygote
+    platform.wait_for(lambda: not _running(worker), "the instance to die with the platform")
     restarted = launch(APPS / "retrying.py", "--no-reload", data_dir=data)
     results = [finished(restarted, job_id) for job_id in ids]
     assert [r["status"] for r in results] == ["succeeded"] * 4

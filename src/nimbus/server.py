@@ -79,8 +79,7 @@ async def serve(
         if server.started:
             url = _url(host, listener.getsockname()[1])
             discovery.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-            names = ", ".join(spec.functions) or "no functions"
-            sys.stderr.write(f"nimbus: app {spec.name!r} ({names}) on {url}\n")
+            sys.stderr.write(_banner(spec, url))
         await serving
     finally:
         if watcher is not None:
@@ -89,6 +88,15 @@ async def serve(
             discovery.unlink()
         await controller.stop()
         lock.close()
+
+
+def _banner(spec: AppSpec, url: str) -> str:
+    """What a person sees at start: where the app answers, and which function serves what."""
+    lines = [f"nimbus: app {spec.name!r} on {url} (admin API and CLI: {url}/_nimbus)"]
+    for function in spec.functions.values():
+        routes = [f"{t.method} {t.path}" for t in function.triggers] or ["(invoke only)"]
+        lines += [f"  {route:<40} -> {function.name}" for route in routes]
+    return "\n".join(lines) + "\n"
 
 
 def _lock(data_dir: Path) -> TextIO:

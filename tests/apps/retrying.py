@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,3 +51,8 @@ def one_at_a_time(event: dict[str, Any]) -> dict[str, Any]:
 @app.function(failure=nimbus.FailurePolicy(retries=5, backoff=0.5, max_event_age=1))
 def short_lived(event: Any) -> None:
     raise RuntimeError("always")
+
+
+@app.function()
+def pid(event: Any) -> int:
+    return os.getpid()
