@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import APPS, ROOT, Platform
+from nimbus.ids import short_id
 
 HELLO = ROOT / "examples" / "hello"
 
@@ -67,7 +68,7 @@ def test_invocations_and_logs_commands(basic: Platform) -> None:
     logs = basic.wait_for(
         lambda: "for the table" in (out := basic.cli("logs", "echo").stdout) and out, "logs"
     )
-    assert record["id"][:8] in logs
+    assert short_id(record["id"]) in logs
 
 
 def test_bad_input_gets_a_clear_error_and_no_traceback(basic: Platform) -> None:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from nimbus.api_client import AdminClient, discover_url
 from nimbus.errors import NimbusError
+from nimbus.ids import short_id
 from nimbus.spec.loader import load_app
 from nimbus.spec.plan import Plan
 
@@ -171,7 +172,7 @@ def _print_log(entry: dict[str, Any], as_json: bool) -> None:
         return
     stamp = time.strftime("%H:%M:%S", time.localtime(entry["time"]))
     out.print(
-        f"{stamp} [cyan]{entry['function']}[/cyan] {entry['request_id'][:8]} "
+        f"{stamp} [cyan]{entry['function']}[/cyan] {short_id(entry['request_id'])} "
         f"{entry['level']:<5} {entry['message']}",
         highlight=False,
         markup=False if "[" in entry["message"] else None,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus.compute.invoker import Invoker, new_request_id
+from nimbus.compute.invoker import Invoker
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import NotFound
+from nimbus.ids import new_id
 from nimbus.ops.store import DeadLetter, Job, Store
 
 
@@ -23,7 +24,7 @@ class AsyncInvoker:
         self._invoker.pool(function)  # unknown function: NotFound, nothing stored
         now = time.time()
         job = Job(
-            id=new_request_id(),
+            id=new_id(),
             function=function,
             payload=payload,
             status="queued",
@@ -103,7 +104,7 @@ class AsyncInvoker:
         now = time.time()
         job.status, job.error, job.updated_at = "failed", error, now
         letter = DeadLetter(
-            id=new_request_id(),
+            id=new_id(),
             function=job.function,
             payload=job.payload,
             error=error,

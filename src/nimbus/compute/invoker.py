@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from nimbus.compute.instance import InitError
 from nimbus.compute.pool import Pool, PoolClosed
 from nimbus.compute.protocol import ErrorInfo, HttpEvent, Invoke, Result
 from nimbus.errors import NotFound, Throttled
+from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import InvocationRecord, Outcome, Store
 
@@ -33,14 +33,6 @@ class Invocation:
     @property
     def error(self) -> ErrorInfo | None:
         return self.result.error
-
-
-def new_request_id() -> str:
-    """A UUIDv7 (RFC 9562): time-ordered, so ids sort by time and index cheaply."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
-    value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class Invoker:
@@ -66,7 +58,7 @@ class Invoker:
         job_id: str | None = None,
     ) -> Invocation:
         """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated."""
-        attempt = _Attempt(new_request_id(), trigger, time.time(), job_id)
+        attempt = _Attempt(new_id(), trigger, time.time(), job_id)
         while True:
             pool = self.pool(function)
             try:

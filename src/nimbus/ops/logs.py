@@ -6,6 +6,7 @@ import time
 from typing import TextIO
 
 from nimbus.compute.protocol import ErrorInfo, Log
+from nimbus.ids import short_id
 from nimbus.ops.store import Store
 
 
@@ -21,7 +22,7 @@ class LogSink:
         self._store.add_log(at, function, request_id, level, message)
         if self._echo is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(at))
-            self._echo.write(f"{stamp} {function} {request_id[:8]} {level:<5} {message}\n")
+            self._echo.write(f"{stamp} {function} {short_id(request_id)} {level:<5} {message}\n")
 
     def error(self, function: str, request_id: str, error: ErrorInfo) -> None:
         """A failed invocation's error, with its traceback, goes to the function's logs too."""
