@@ -71,4 +71,3 @@ def test_blocking_reader_gets_what_was_packed(
         writer.join()
         left.close()
         assert reader.next() is None
-
