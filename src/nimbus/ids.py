@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import random
 import time
 
 SHORT = 12
+_random = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
 
 
 def new_id() -> str:
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
     value = value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

@@ -97,7 +97,7 @@ class Invoker:
             duration_ms=result.duration_ms,
             billed_ms=math.ceil(result.duration_ms),
             memory_mb=spec.memory_mb,
-            peak_memory_mb=round(result.peak_memory_kb / 1024, 1),
+            peak_memory_mb=result.peak_memory_kb / 1024,
             cold_start=attempt.cold,
             init_ms=attempt.init_ms,
             outcome="success" if error is None else OUTCOMES[error.kind],

@@ -103,9 +103,16 @@ class Gateway:
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, refusing before buffering it when it is (or turns out) over `limit`."""
+    has_body = False
     for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+            has_body = value != b"0"
+        elif name == b"transfer-encoding":
+            has_body = True
+    if not has_body:  # HTTP/1.1: no Content-Length and no Transfer-Encoding means no body
+        return b""
     chunks = []
     size = 0
     while True:
