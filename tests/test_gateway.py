@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
@@ -119,16 +121,15 @@ def test_timeout_is_504(basic: Platform) -> None:
     assert response.json()["error"]["kind"] == "Timeout"
 
 
-def test_saturated_function_answers_429_with_retry_after(basic: Platform) -> None:
+def test_saturated_function_answers_429_with_retry_after(basic: Platform, tmp_path: Path) -> None:
     """`busy` has max_instances=1: while one request holds it, the next is throttled."""
-    with httpx.Client(base_url=basic.url, timeout=60) as other:
-        import threading
-
-        holder = threading.Thread(target=lambda: other.get("/busy", params={"sleep": "3"}))
-        holder.start()
+    release = tmp_path / "release"
+    with httpx.Client(base_url=basic.url, timeout=60) as other, ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(other.get, "/busy", params={"until": str(release)})
         basic.wait_for(lambda: basic.functions()["busy"]["busy"] == 1, "busy to be busy")
         throttled = basic.http.get("/busy")
-        holder.join()
+        release.touch()
+        assert holder.result().status_code == 200
     assert throttled.status_code == 429
     assert throttled.headers["retry-after"] == "1"
     assert basic.http.get("/busy").status_code == 200

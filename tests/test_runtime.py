@@ -124,11 +124,13 @@ def test_kill_9_of_a_worker_mid_invocation(basic: Platform) -> None:
     assert again.json()["pid"] != pid
 
 
-def test_scales_up_on_demand(basic: Platform) -> None:
+def test_scales_up_on_demand(basic: Platform, tmp_path: Path) -> None:
+    """Three calls that can only finish together: each must have an instance of its own."""
+    event = {"dir": str(tmp_path), "count": 3}
     with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda _: basic.invoke("sleeper", {"seconds": 0.5}), range(3)))
-    pids = {r["result"]["pid"] for r in results}
-    assert len(pids) == 3
+        results = list(pool.map(lambda _: basic.invoke("rendezvous", event), range(3)))
+    assert [r["outcome"] for r in results] == ["success"] * 3
+    assert len({r["result"] for r in results}) == 3
 
 
 def test_async_handler_takes_several_invocations_at_once(basic: Platform) -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import nimbus
@@ -69,7 +70,26 @@ def slow_http(request: nimbus.Request) -> str:
 def busy(request: nimbus.Request) -> dict[str, int]:
     print(f"busy in {os.getpid()}", flush=True)
     time.sleep(float(request.query.get("sleep", "0")))
+    if "until" in request.query:
+        _wait_for(lambda: Path(request.query["until"]).exists())
     return {"pid": os.getpid()}
+
+
+@app.function(timeout=30)
+def rendezvous(event: dict[str, Any]) -> int:
+    """Returns only once `count` instances are in here at the same time."""
+    folder = Path(event["dir"])
+    (folder / str(os.getpid())).touch()
+    _wait_for(lambda: len(list(folder.iterdir())) >= event["count"])
+    return os.getpid()
+
+
+def _wait_for(condition: Any, limit: float = 25.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("gave up waiting")
+        time.sleep(0.01)
 
 
 @app.function()
