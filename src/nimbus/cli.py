@@ -224,9 +224,14 @@ def invocations(
 @app.command()
 def spec(
     target: Annotated[str, typer.Argument(help="app.py, nimbus.yaml, or a folder holding one")],
+    as_json: AsJson = False,
 ) -> None:
-    """Print the app's resolved spec (defaults filled in) as JSON."""
-    _print_json(load_app(target).model_dump(mode="json"))
+    """Print the app's resolved spec (defaults filled in)."""
+    resolved = load_app(target).model_dump(mode="json")
+    if as_json or not sys.stdout.isatty():
+        _print_json(resolved)
+    else:
+        out.print_json(data=resolved)
 
 
 @app.command()
