@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -252,3 +253,22 @@ def test_an_async_handler_that_ignores_cancellation_is_killed(basic: Platform) -
     assert record["outcome"] == "timeout"
     basic.wait_for(lambda: not _alive(before), "the stuck instance to be killed")
     assert basic.invoke("patient", {})["result"]["pid"] != before
+
+
+def test_records_and_logs_reach_disk_without_being_queried(
+    launch: Callable[..., Platform],
+) -> None:
+    """Regression: records once waited in memory until someone queried them."""
+    platform = launch(APPS / "basic.py", "--no-reload")
+    ids = [platform.invoke("echo", n)["id"] for n in range(5)]
+    database = platform.data_dir / "platform.db"
+
+    def on_disk() -> bool:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            found = {row[0] for row in connection.execute("SELECT id FROM invocations")}
+            logged = {row[0] for row in connection.execute("SELECT request_id FROM logs")}
+        return set(ids) <= found and set(ids) <= logged
+
+    platform.wait_for(on_disk, "the records and logs to be written")
+    platform.stop(signal.SIGKILL)
+    assert on_disk()

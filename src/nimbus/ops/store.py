@@ -138,31 +138,19 @@ class Store:
         await self.db.barrier()
 
     def record_invocation(self, record: InvocationRecord) -> None:
+        error = _error_json(record.error)
         self._records.append(
-            (
-                record.id,
-                record.function,
-                record.trigger,
-                record.started_at,
-                record.duration_ms,
-                record.billed_ms,
-                record.memory_mb,
-                record.peak_memory_mb,
-                int(record.cold_start),
-                record.init_ms,
-                record.outcome,
-                _error_json(record.error),
-                record.job_id,
-            ),
-        )
+            (record.id, record.function, record.trigger, record.started_at, record.duration_ms,
+             record.billed_ms, record.memory_mb, record.peak_memory_mb, int(record.cold_start),
+             record.init_ms, record.outcome, error, record.job_id)
+        )  # fmt: skip
+        self._schedule_flush()
 
     def add_log(
         self, time: float, function: str, request_id: str, level: str, message: str
     ) -> None:
-        self.db.submit(
-            "INSERT INTO logs (time, function, request_id, level, message) VALUES (?,?,?,?,?)",
-            (time, function, request_id, level, message),
-        )
+        self._logs.append((time, function, request_id, level, message))
+        self._schedule_flush()
 
     async def invocations(
         self, function: str | None, limit: int, request_id: str | None = None
