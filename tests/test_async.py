@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,18 @@ def test_accepted_invocations_survive_kill_9_of_the_platform(
     results = [finished(restarted, job_id) for job_id in ids]
     assert [r["status"] for r in results] == ["succeeded"] * 4
     assert [r["result"]["n"] for r in results] == [0, 1, 2, 3]
+
+
+def test_concurrent_redrives_of_one_dead_letter_run_it_once(
+    retrying: Platform, tmp_path: Path
+) -> None:
+    job = finished(retrying, submit(retrying, "retries0", {"dir": str(tmp_path), "fail_times": 5}))
+    [letter] = dead_letters_of(retrying, job["id"])
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(
+            pool.map(lambda _: retrying.http.post(f"/_nimbus/dlq/{letter['id']}/redrive"), range(8))
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [202] + [404] * 7
+    [accepted] = [r.json() for r in responses if r.status_code == 202]
+    assert finished(retrying, accepted["id"])["attempts"] == 1

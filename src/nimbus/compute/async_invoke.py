@@ -47,10 +47,14 @@ class AsyncInvoker:
     async def redrive(self, letter_id: str) -> Job:
         """Send a dead letter's event to its function again, as a new asynchronous invocation."""
         letter = await self._store.dead_letter(letter_id)
-        if letter is None:
+        job_id, now = new_id(), time.time()
+        if letter is None or not await self._store.redrive_dead_letter(letter_id, job_id, now):
             raise NotFound(f"no dead letter {letter_id!r}")
-        job = await self.submit(letter.function, letter.payload)
-        await self._store.remove_dead_letter(letter_id)
+        job = Job(
+            id=job_id, function=letter.function, payload=letter.payload, status="queued",
+            attempts=0, created_at=now, next_at=now, updated_at=now,
+        )  # fmt: skip
+        self._schedule(job)
         return job
 
     async def stop(self) -> None:

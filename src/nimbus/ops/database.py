@@ -1,41 +1,42 @@
 """SQLite in WAL mode, with one writer thread that commits in groups off the event loop.
 
-`write` resolves once the statement is committed (an acknowledged write survives `kill -9` of
-the platform); `submit` queues a write without waiting (records, logs). Reads use their own
-connection in a worker thread.
+`write` and `transaction` resolve once committed (an acknowledged write survives `kill -9` of
+the platform); `submit` and `submit_many` queue a write without waiting (records, logs). Reads
+use their own connection in a worker thread. A failing write fails alone; the thread lives on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 Params = Sequence[Any]
+Step = tuple[str, Params, bool]  # sql, parameters, whether parameters is a list of rows
 GROUP_LIMIT = 1000
 
 
 @dataclass(slots=True)
 class _Write:
-    sql: str | None  # None: nothing to execute, only a point to wait for
-    params: Params = ()
-    many: bool = False  # params is a list of rows for executemany
-    future: asyncio.Future[None] | None = None
+    steps: list[Step]  # run in order, atomically; none: only a point to wait for
+    future: asyncio.Future[list[int]] | None = None
     event: threading.Event | None = None
-    error: sqlite3.Error | None = None
+    error: Exception | None = None
+    rowcounts: list[int] = field(default_factory=list)
 
     def execute(self, connection: sqlite3.Connection) -> None:
-        if self.sql is None:
-            return
-        if self.many:
-            connection.executemany(self.sql, self.params)
-        else:
-            connection.execute(self.sql, self.params)
+        self.rowcounts = []
+        for sql, params, many in self.steps:
+            cursor = (
+                connection.executemany(sql, params) if many else connection.execute(sql, params)
+            )
+            self.rowcounts.append(cursor.rowcount)
 
 
 class Database:
@@ -61,27 +62,31 @@ class Database:
         connection.execute("PRAGMA busy_timeout=5000")
         return connection
 
-    async def write(self, sql: str, params: Params = ()) -> None:
-        """Execute and wait until committed."""
-        self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(_Write(sql, params, future=future))
-        await future
+    async def write(self, sql: str, params: Params = ()) -> int:
+        """Execute and wait until committed; returns the number of rows changed."""
+        return (await self.transaction([(sql, params)]))[0]
 
-    def submit(self, sql: str, params: Params = ()) -> None:
-        """Execute soon; nobody waits for it."""
-        self._queue.put(_Write(sql, params))
-
-    def submit_many(self, sql: str, rows: Sequence[Params]) -> None:
-        """Execute for each row soon, in one statement run; nobody waits for it."""
-        self._queue.put(_Write(sql, rows, many=True))
+    async def transaction(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        """Execute all or none, and wait until committed; returns each one's rows changed."""
+        return await self._wait(_Write([(sql, params, False) for sql, params in statements]))
 
     async def barrier(self) -> None:
         """Wait until every write queued before this call is committed (read your writes)."""
+        await self._wait(_Write([]))
+
+    def submit(self, sql: str, params: Params = ()) -> None:
+        """Execute soon; nobody waits for it."""
+        self._queue.put(_Write([(sql, params, False)]))
+
+    def submit_many(self, sql: str, rows: Sequence[Params]) -> None:
+        """Execute for each row soon, in one statement run; nobody waits for it."""
+        self._queue.put(_Write([(sql, rows, True)]))
+
+    async def _wait(self, write: _Write) -> list[int]:
         self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(_Write(None, future=future))
-        await future
+        write.future = self._loop.create_future()
+        self._queue.put(write)
+        return await write.future
 
     async def read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         return await asyncio.to_thread(self.read_now, sql, params)
@@ -93,7 +98,7 @@ class Database:
     def flush(self) -> None:
         """Block until everything queued so far is committed."""
         event = threading.Event()
-        self._queue.put(_Write(None, event=event))
+        self._queue.put(_Write([], event=event))
         event.wait(30)
 
     def close(self) -> None:
@@ -124,23 +129,26 @@ class Database:
 
     @staticmethod
     def _commit(connection: sqlite3.Connection, batch: list[_Write]) -> None:
-        """One transaction for the group; if it fails, each statement alone, so that one bad
-        write cannot fail the others."""
-        statements = [item for item in batch if item.sql is not None]
-        if not statements:
+        """One transaction for the group; if it fails, each write alone in a transaction of its
+        own, so that one bad write cannot fail the others."""
+        writes = [item for item in batch if item.steps]
+        if not writes:
             return
         try:
             connection.execute("BEGIN")
-            for item in statements:
+            for item in writes:
                 item.execute(connection)
             connection.execute("COMMIT")
             return
-        except sqlite3.Error:
-            connection.execute("ROLLBACK")
-        for item in statements:
+        except Exception:
+            _rollback(connection)
+        for item in writes:
             try:
+                connection.execute("BEGIN")
                 item.execute(connection)
-            except sqlite3.Error as error:
+                connection.execute("COMMIT")
+            except Exception as error:
+                _rollback(connection)
                 item.error = error
 
     def _resolve(self, batch: list[_Write]) -> None:
@@ -152,12 +160,19 @@ class Database:
             self._loop.call_soon_threadsafe(_settle, waiting)
 
 
+def _rollback(connection: sqlite3.Connection) -> None:
+    """SQLite may have rolled back already (a full disk, RAISE(ROLLBACK)): only if still open."""
+    if connection.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
 def _settle(batch: list[_Write]) -> None:
     for item in batch:
         future = item.future
         if future is None or future.done():
             continue
         if item.error is None:
-            future.set_result(None)
+            future.set_result(item.rowcounts)
         else:
             future.set_exception(item.error)

@@ -234,8 +234,20 @@ class Store:
         rows = await self.db.read("SELECT * FROM dead_letters WHERE id = ?", (letter_id,))
         return _dead_letter(rows[0]) if rows else None
 
-    async def remove_dead_letter(self, letter_id: str) -> None:
-        await self.db.write("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+    async def redrive_dead_letter(self, letter_id: str, job_id: str, now: float) -> bool:
+        """Turn the dead letter into a new queued job, atomically: False if it is gone (another
+        re-drive took it), and a crash can neither lose it nor keep both."""
+        inserted, _ = await self.db.transaction(
+            [
+                (
+                    "INSERT INTO jobs SELECT ?, function, payload, 'queued', 0, ?, ?, ?, "
+                    "NULL, NULL, '[]' FROM dead_letters WHERE id = ?",
+                    (job_id, now, now, now, letter_id),
+                ),
+                ("DELETE FROM dead_letters WHERE id = ?", (letter_id,)),
+            ]
+        )
+        return inserted == 1
 
     # small platform state (the deployed spec)
     async def put_state(self, key: str, value: bytes) -> None:

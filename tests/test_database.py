@@ -1,0 +1,49 @@
+"""The SQLite writer: a failing write fails alone, the writer thread lives on, and a
+transaction is all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nimbus.ops.database import Database
+
+SCHEMA = """
+CREATE TABLE t (v TEXT);
+CREATE TRIGGER refuse BEFORE INSERT ON t WHEN NEW.v = 'bad' BEGIN SELECT RAISE(ROLLBACK, 'no'); END;
+"""
+
+
+def test_a_failing_write_fails_alone_and_the_writer_survives(tmp_path: Path) -> None:
+    """RAISE(ROLLBACK) ends the transaction inside SQLite, as a full disk does."""
+    database = Database(tmp_path / "t.db", SCHEMA)
+
+    async def scenario() -> list[object]:
+        writes = [database.write("INSERT INTO t VALUES (?)", (v,)) for v in ("a", "bad", "b")]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        results.append(await database.write("INSERT INTO t VALUES ('c')"))
+        return results
+
+    results = asyncio.run(scenario())
+    assert results[0] == 1 and results[2] == 1 and results[3] == 1
+    assert isinstance(results[1], sqlite3.Error)
+    assert sorted(row["v"] for row in database.read_now("SELECT v FROM t")) == ["a", "b", "c"]
+    database.close()
+
+
+def test_a_transaction_is_all_or_nothing(tmp_path: Path) -> None:
+    database = Database(tmp_path / "t.db", SCHEMA)
+
+    async def scenario() -> None:
+        with pytest.raises(sqlite3.Error):
+            await database.transaction(
+                [("INSERT INTO t VALUES ('x')", ()), ("INSERT INTO t VALUES ('bad')", ())]
+            )
+        assert await database.transaction([("INSERT INTO t VALUES ('y')", ())]) == [1]
+
+    asyncio.run(scenario())
+    assert [row["v"] for row in database.read_now("SELECT v FROM t")] == ["y"]
+    database.close()
