@@ -76,6 +76,16 @@ class Platform:
             time.sleep(0.05)
         raise AssertionError(f"gave up waiting for {what}; platform log:\n{self.output()}")
 
+    def zygote_pid(self) -> int:
+        """The zygote currently forking this platform's instances (the newest one)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        zygotes = [
+            int(pid)
+            for pid in children.split()
+            if b"nimbus.compute.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        return max(zygotes, default=0)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -113,6 +123,7 @@ def start_platform(target: Path | str, data_dir: Path, *extra: str) -> Platform:
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a process group of its own, as in a terminal of its own
     )
     deadline = time.monotonic() + STARTUP_LIMIT
     while not discovery.exists():

@@ -160,3 +160,14 @@ def test_concurrent_redrives_of_one_dead_letter_run_it_once(
     assert statuses == [202] + [404] * 7
     [accepted] = [r.json() for r in responses if r.status_code == 202]
     assert finished(retrying, accepted["id"])["attempts"] == 1
+
+
+def test_an_event_that_expires_while_waiting_for_capacity_is_not_run(retrying: Platform) -> None:
+    """`expiring` has one instance and max_event_age=1: the second event waits behind a 3 s call,
+    outlives its age, and goes to the dead-letter store without running (as in Lambda)."""
+    first = submit(retrying, "expiring", {"sleep": 3})
+    retrying.wait_for(lambda: retrying.functions()["expiring"]["busy"] == 1, "the first to run")
+    second = finished(retrying, submit(retrying, "expiring", {"n": 2}))
+    assert (second["status"], second["attempts"]) == ("failed", 0)
+    assert second["error"]["type"] == "EventTooOld"
+    assert finished(retrying, first)["status"] == "succeeded"

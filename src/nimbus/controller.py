@@ -1,13 +1,15 @@
 """The controller: owns the pools, the invoker, the store and the deployed spec.
 
 Function code never runs here. Applying a spec starts a new zygote when the code may have
-changed, gives changed functions new pools, and drains the old ones in the background.
+changed, gives changed functions new pools, and drains the old ones in the background. A zygote
+is closed once no pool uses it any more; one that dies unexpectedly is replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,6 +18,7 @@ from nimbus.compute.invoker import Invoker
 from nimbus.compute.pool import Pool
 from nimbus.compute.spawner import Zygote
 from nimbus.edge.router import Router
+from nimbus.errors import NimbusError
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import Store
 from nimbus.spec.model import AppSpec
@@ -23,7 +26,8 @@ from nimbus.spec.plan import Plan, make_plan
 
 TICK = 0.5  # seconds between scale-to-zero / keep-warm passes
 SPEC_KEY = "spec"
-STOP_GRACE = 5.0  # seconds to let killed instances report before the store closes
+STOP_GRACE = 10.0  # seconds running async invocations get to finish at shutdown
+RECOVERY_DELAY_LIMIT = 30.0  # longest pause between attempts to replace a dead zygote
 
 
 class Controller:
@@ -32,15 +36,16 @@ class Controller:
         self.logs = LogSink(self.store, echo)
         self.pools: dict[str, Pool] = {}
         self.invoker = Invoker(self.pools, self.store, self.logs)
-        self.jobs = AsyncInvoker(self.invoker, self.store)
+        self.jobs = AsyncInvoker(self.invoker, self.store, self.logs)
         self.spec: AppSpec | None = None
         self.router = Router()
         self.max_body_bytes = AppSpec.model_fields["gateway"].default.max_body_bytes
         self._zygote: Zygote | None = None
-        self._old_zygotes: dict[Zygote, list[Pool]] = {}
+        self._pools_of: dict[Zygote, set[Pool]] = {}  # live and draining pools of each zygote
         self._apply_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self, spec: AppSpec) -> None:
         """Deploy `spec`, resume unfinished async invocations, start scaling passes."""
@@ -49,17 +54,19 @@ class Controller:
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
-        await self.jobs.stop()
+        await self.jobs.stop(STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
-        pools = [*self.pools.values(), *(p for ps in self._old_zygotes.values() for p in ps)]
-        closing = [instance.closed for pool in pools for instance in pool.instances]
-        for zygote in [*self._old_zygotes, *([self._zygote] if self._zygote else [])]:
+        closing = [
+            i.closed for pools in self._pools_of.values() for p in pools for i in p.instances
+        ]
+        for zygote in list(self._pools_of):
             zygote.close()  # its instances die with it
         if closing:
-            await asyncio.wait(closing, timeout=STOP_GRACE)
+            await asyncio.wait(closing, timeout=5.0)
         self.store.close()
 
     def plan(self, spec: AppSpec) -> Plan:
@@ -69,35 +76,31 @@ class Controller:
         """Make the running platform match `spec`. Applying the same spec twice changes nothing."""
         async with self._apply_lock:
             plan = make_plan(self.spec, spec)
-            if plan.empty and not code_changed and self._zygote is not None:
+            current = self._zygote
+            fresh = code_changed or current is None or current.closed or self._preload_changed(spec)
+            if plan.empty and not fresh:
                 return plan
-            old_zygote = self._zygote
-            if code_changed or old_zygote is None or self._preload_changed(spec):
-                self._zygote = await Zygote.start(spec.root, _preload_modules(spec))
-            zygote = self._zygote
+            zygote = await self._new_zygote(spec) if fresh else current
             assert zygote is not None
             retired: list[Pool] = []
             for name, function in spec.functions.items():
-                current = self.pools.get(name)
-                if current is None or current.spec != function or current.zygote is not zygote:
-                    if current is not None:
-                        retired.append(current)
+                pool = self.pools.get(name)
+                if pool is None or pool.spec != function or pool.zygote is not zygote:
+                    if pool is not None:
+                        retired.append(pool)
                     self.pools[name] = Pool(function, spec.root, zygote, self.logs)
+                    self._pools_of[zygote].add(self.pools[name])
                     self.pools[name].ensure_minimum()
-            for name in [n for n in self.pools if n not in spec.functions]:
-                retired.append(self.pools.pop(name))
+            retired += [
+                self.pools.pop(name) for name in list(self.pools) if name not in spec.functions
+            ]
             self.spec = spec
             self.router = Router(spec)
             self.max_body_bytes = spec.gateway.max_body_bytes
             await self.store.put_state(SPEC_KEY, spec.model_dump_json().encode())
-            if old_zygote is not None and old_zygote is not zygote:
-                draining = [p for p in retired if p.zygote is old_zygote]
-                if draining:
-                    self._old_zygotes[old_zygote] = draining
-                else:
-                    old_zygote.close()
             for pool in retired:
                 self._background(self._retire(pool))
+            self._close_unused_zygotes()
             return plan
 
     def describe_functions(self) -> list[dict[str, Any]]:
@@ -120,6 +123,12 @@ class Controller:
             for name, pool in sorted(self.pools.items())
         ]
 
+    async def _new_zygote(self, spec: AppSpec) -> Zygote:
+        zygote = await Zygote.start(spec.root, _preload_modules(spec), on_exit=self._zygote_died)
+        self._pools_of[zygote] = set()
+        self._zygote = zygote
+        return zygote
+
     def _preload_changed(self, spec: AppSpec) -> bool:
         return (
             self.spec is None
@@ -129,14 +138,32 @@ class Controller:
 
     async def _retire(self, pool: Pool) -> None:
         await pool.drain()
-        zygote = pool.zygote
-        remaining = self._old_zygotes.get(zygote)
-        if remaining is not None:
-            if pool in remaining:
-                remaining.remove(pool)
-            if not remaining:
-                del self._old_zygotes[zygote]
+        self._pools_of.get(pool.zygote, set()).discard(pool)
+        self._close_unused_zygotes()
+
+    def _close_unused_zygotes(self) -> None:
+        for zygote, pools in list(self._pools_of.items()):
+            if not pools and zygote is not self._zygote:
+                del self._pools_of[zygote]
                 zygote.close()
+
+    def _zygote_died(self, zygote: Zygote) -> None:
+        if zygote is self._zygote and not self._stopping:
+            self.logs.platform(f"the zygote (pid {zygote.process.pid}) died; replacing it")
+            self._background(self._recover())
+
+    async def _recover(self) -> None:
+        """Bring every function back on a new zygote, retrying with backoff until it works."""
+        delay = 0.5
+        while not self._stopping and self.spec is not None:
+            try:
+                await self.apply(self.spec, code_changed=True)
+                self.logs.platform("the zygote was replaced; every function runs again", "INFO")
+                return
+            except NimbusError as error:
+                self.logs.platform(f"cannot replace the zygote: {error.message}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECOVERY_DELAY_LIMIT)
 
     async def _tick(self) -> None:
         while True:
@@ -146,7 +173,7 @@ class Controller:
                 pool.reap_idle(now)
                 pool.ensure_minimum()
 
-    def _background(self, work: Any) -> None:
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

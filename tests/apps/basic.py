@@ -179,3 +179,21 @@ async def patient(event: dict[str, Any]) -> dict[str, int]:
 @app.function()
 def where(event: Any) -> str:
     return os.getcwd()
+
+
+RUNNING = {"now": 0, "peak": 0}
+
+
+@app.function(concurrency=2, max_instances=1, timeout=1)
+async def slow_to_stop(event: dict[str, Any]) -> dict[str, int]:
+    """Counts calls running at once; when cancelled, takes a while to stop."""
+    RUNNING["now"] += 1
+    RUNNING["peak"] = max(RUNNING["peak"], RUNNING["now"])
+    try:
+        await asyncio.sleep(event.get("seconds", 0))
+    except asyncio.CancelledError:
+        await asyncio.sleep(1.5)
+        raise
+    finally:
+        RUNNING["now"] -= 1
+    return {"peak": RUNNING["peak"], "pid": os.getpid()}

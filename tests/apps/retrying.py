@@ -56,3 +56,9 @@ def short_lived(event: Any) -> None:
 @app.function()
 def pid(event: Any) -> int:
     return os.getpid()
+
+
+@app.function(max_instances=1, timeout=30, failure=nimbus.FailurePolicy(max_event_age=1))
+def expiring(event: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(event.get("sleep", 0))
+    return event

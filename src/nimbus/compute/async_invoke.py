@@ -6,33 +6,31 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus.compute.invoker import Invoker
+from nimbus.compute.invoker import EventExpired, Invoker
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import NotFound
 from nimbus.ids import new_id
+from nimbus.ops.logs import LogSink
 from nimbus.ops.store import DeadLetter, Job, Store
 
 
 class AsyncInvoker:
-    def __init__(self, invoker: Invoker, store: Store) -> None:
+    def __init__(self, invoker: Invoker, store: Store, logs: LogSink) -> None:
         self._invoker = invoker
         self._store = store
+        self._logs = logs
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()  # inside an invocation right now
+        self._stopping = False
 
     async def submit(self, function: str, payload: bytes) -> Job:
         """Accept an invocation; returns once the acceptance is committed to disk."""
         self._invoker.pool(function)  # unknown function: NotFound, nothing stored
         now = time.time()
         job = Job(
-            id=new_id(),
-            function=function,
-            payload=payload,
-            status="queued",
-            attempts=0,
-            created_at=now,
-            next_at=now,
-            updated_at=now,
-        )
+            id=new_id(), function=function, payload=payload, status="queued",
+            attempts=0, created_at=now, next_at=now, updated_at=now,
+        )  # fmt: skip
         await self._store.put_job(job, durable=True)
         self._schedule(job)
         return job
@@ -57,8 +55,15 @@ class AsyncInvoker:
         self._schedule(job)
         return job
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
+    async def stop(self, grace: float) -> None:
+        """Let running invocations finish (up to `grace` s). Jobs not finished stay pending in
+        the store and resume at the next start."""
+        self._stopping = True
+        for task in self._tasks - self._running:
+            task.cancel()
+        if self._running:
+            await asyncio.wait(self._running, timeout=grace)
+        for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -69,24 +74,44 @@ class AsyncInvoker:
 
     async def _run(self, job: Job) -> None:
         await asyncio.sleep(max(0.0, job.next_at - time.time()))
+        if self._stopping:
+            return
         try:
-            spec = self._invoker.pool(job.function).spec
+            await self._attempt(job)
+        except Exception as error:  # the platform failed, not the function
+            self._logs.platform(
+                f"asynchronous invocation {job.id} of {job.function!r} stopped: {error!r}; "
+                "it resumes at the next start"
+            )
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            policy = self._invoker.pool(job.function).spec.failure
         except NotFound as error:
             await self._dead_letter(job, ErrorInfo("Init", "FunctionNotFound", error.message))
             return
-        if time.time() - job.created_at > spec.failure.max_event_age:
-            message = f"the event is older than max_event_age ({spec.failure.max_event_age:g} s)"
-            await self._dead_letter(job, job.error or ErrorInfo("Timeout", "EventTooOld", message))
+        expires_at = job.created_at + policy.max_event_age
+        if time.time() > expires_at:
+            await self._dead_letter(job, job.error or _too_old(policy.max_event_age))
             return
         job.status, job.updated_at = "running", time.time()
         await self._store.put_job(job, durable=False)
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
         try:
             invocation = await self._invoker.invoke(
-                job.function, trigger="async", payload=job.payload, wait=True, job_id=job.id
-            )
+                job.function, trigger="async", payload=job.payload, wait=True, job_id=job.id,
+                expires_at=expires_at,
+            )  # fmt: skip
         except NotFound as error:
             await self._dead_letter(job, ErrorInfo("Init", "FunctionNotFound", error.message))
             return
+        except EventExpired:
+            await self._dead_letter(job, job.error or _too_old(policy.max_event_age))
+            return
+        finally:
+            self._running.discard(task)
         job.attempts += 1
         job.request_ids.append(invocation.record.id)
         job.updated_at = time.time()
@@ -95,9 +120,8 @@ class AsyncInvoker:
             await self._store.put_job(job, durable=False)
             return
         job.error = invocation.error
-        delay = spec.failure.backoff * 2 ** (job.attempts - 1)
-        too_old = job.updated_at + delay - job.created_at > spec.failure.max_event_age
-        if job.attempts > spec.failure.retries or too_old:
+        delay = policy.backoff * 2 ** (job.attempts - 1)
+        if job.attempts > policy.retries or job.updated_at + delay > expires_at:
             await self._dead_letter(job, invocation.error)
             return
         job.status, job.next_at = "retrying", job.updated_at + delay
@@ -108,13 +132,12 @@ class AsyncInvoker:
         now = time.time()
         job.status, job.error, job.updated_at = "failed", error, now
         letter = DeadLetter(
-            id=new_id(),
-            function=job.function,
-            payload=job.payload,
-            error=error,
-            attempts=job.attempts,
-            job_id=job.id,
-            created_at=job.created_at,
-            failed_at=now,
-        )
+            id=new_id(), function=job.function, payload=job.payload, error=error,
+            attempts=job.attempts, job_id=job.id, created_at=job.created_at, failed_at=now,
+        )  # fmt: skip
         await self._store.add_dead_letter(letter, job)
+
+
+def _too_old(max_event_age: float) -> ErrorInfo:
+    message = f"the event is older than max_event_age ({max_event_age:g} s)"
+    return ErrorInfo("Timeout", "EventTooOld", message)

@@ -25,11 +25,12 @@ from nimbus.compute.protocol import (
     WorkerConfig,
     pack,
 )
-from nimbus.compute.spawner import Zygote
+from nimbus.compute.spawner import Zygote, ZygoteError
 from nimbus.errors import NimbusError
 
 LogSink = Callable[[str, Log], None]
 EXIT_STATUS_WAIT = 2.0
+INIT_LIMIT = 10.0  # seconds to fork and load the handler (AWS Lambda's init phase limit)
 CANCEL_GRACE = 2.0  # seconds a cancelled async invocation gets to stop before the kill
 _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(FromWorker)
 
@@ -75,18 +76,34 @@ class Instance:
         self._killed_by_us: str | None = None
         self._burial: asyncio.Task[None] | None = None
         self._cancelling: dict[str, asyncio.TimerHandle] = {}
+        self.on_slot_free: Callable[[Instance], None] | None = None
 
     @classmethod
     async def start(cls, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> Instance:
-        """Fork an instance and wait until its handler is loaded (raises InitError if not)."""
+        """Fork an instance and wait until its handler is loaded (raises InitError if not,
+        or if loading takes longer than INIT_LIMIT, like Lambda's init phase)."""
         instance = cls(config, zygote, on_log)
-        instance.pid, sock = await zygote.spawn(config)
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.connect_accepted_socket(lambda: _Protocol(instance), sock)
-        instance._transport = transport
-        ready = await instance._ready
+        try:
+            async with asyncio.timeout(INIT_LIMIT):
+                instance.pid, sock = await zygote.spawn(config)
+                loop = asyncio.get_running_loop()
+                instance._transport, _ = await loop.connect_accepted_socket(
+                    lambda: _Protocol(instance), sock
+                )
+                ready = await asyncio.shield(instance._ready)
+        except TimeoutError:
+            instance.kill("init timeout")
+            message = f"the handler did not load within {INIT_LIMIT:g} s"
+            raise InitError(ErrorInfo("Init", "InitTimeout", message)) from None
+        except ZygoteError as error:
+            raise InitError(ErrorInfo("Init", "ZygoteUnavailable", error.message)) from None
         instance.init_ms = ready.init_ms
         return instance
+
+    @property
+    def has_free_slot(self) -> bool:
+        """A cancelled call keeps its slot until it has really stopped."""
+        return self.alive and self.leases + len(self._cancelling) < self.capacity
 
     @property
     def busy(self) -> bool:
@@ -113,8 +130,9 @@ class Instance:
     def kill(self, reason: str) -> None:
         self.alive = False
         self._killed_by_us = reason
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        if self.pid and not self.closed.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
     def _time_out(self, request_id: str, timeout: float) -> None:
         """Report the timeout now. A single-slot instance is killed at once; one that runs
@@ -138,7 +156,9 @@ class Instance:
         if isinstance(frame, Result):
             cancelled = self._cancelling.pop(frame.id, None)
             if cancelled is not None:
-                cancelled.cancel()  # it stopped: the instance lives on
+                cancelled.cancel()  # it stopped: the instance lives on, its slot is free again
+                if self.on_slot_free is not None:
+                    self.on_slot_free(self)
             entry = self._inflight.pop(frame.id, None)
             if entry is not None:
                 entry[1].cancel()
@@ -193,7 +213,12 @@ class _Protocol(asyncio.Protocol):
         self._buffer = FrameBuffer(_decoder)
 
     def data_received(self, data: bytes) -> None:
-        for frame in self._buffer.feed(data):
+        try:
+            frames = self._buffer.feed(data)
+        except (msgspec.DecodeError, ValueError):
+            self._instance.kill("it sent a frame that cannot be read")
+            return
+        for frame in frames:
             self._instance.on_frame(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from nimbus.compute.instance import InitError
 from nimbus.compute.pool import Pool, PoolClosed
 from nimbus.compute.protocol import ErrorInfo, HttpEvent, Invoke, Result
-from nimbus.errors import NotFound, Throttled
+from nimbus.errors import NimbusError, NotFound, Throttled
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import InvocationRecord, Outcome, Store
@@ -23,6 +23,10 @@ OUTCOMES: dict[str, Outcome] = {
     "Init": "init_error",
     "Throttled": "throttled",
 }
+
+
+class EventExpired(NimbusError):
+    """An asynchronous event outlived its max_event_age before it could run."""
 
 
 @dataclass(slots=True)
@@ -56,8 +60,10 @@ class Invoker:
         http: HttpEvent | None = None,
         wait: bool = False,
         job_id: str | None = None,
+        expires_at: float | None = None,
     ) -> Invocation:
-        """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated."""
+        """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated.
+        An event still waiting at `expires_at` is not run: EventExpired."""
         attempt = _Attempt(new_id(), trigger, time.time(), job_id)
         while True:
             pool = self.pool(function)
@@ -74,6 +80,9 @@ class Invoker:
                 attempt.cold = True
                 result = Result(attempt.request_id, 0.0, 0, error=error.info)
                 return self._finish(pool, attempt, result)
+        if expires_at is not None and time.time() > expires_at:
+            pool.release(lease)
+            raise EventExpired(f"the event expired while it waited for {function!r}")
         spec = pool.spec
         attempt.cold = lease.cold
         attempt.init_ms = lease.instance.init_ms if lease.cold else 0.0

@@ -66,7 +66,7 @@ class Pool:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters)
+        return sum(1 for waiter in self._waiters if not waiter.done())
 
     async def acquire(self, *, wait: bool) -> Lease:
         """A slot to run one invocation. `wait=False` (sync callers) raises Throttled when full."""
@@ -99,15 +99,12 @@ class Pool:
     def release(self, lease: Lease) -> None:
         instance = lease.instance
         instance.last_used = time.monotonic()
-        if instance.alive and not self._draining:
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if not waiter.done():
-                    waiter.set_result(Lease(instance, cold=False))
-                    return
         instance.leases -= 1
-        if self._draining and instance.leases == 0:
-            instance.stop()
+        if self._draining:
+            if instance.leases == 0:
+                instance.stop()
+        else:
+            self._hand_to_waiters(instance)
 
     def ensure_minimum(self) -> None:
         """Start instances in the background until `min_instances` are up (backing off while
@@ -148,11 +145,7 @@ class Pool:
         """The most recently used instance with a free slot, so that the others can go idle."""
         best = None
         for instance in self.instances:
-            if (
-                instance.alive
-                and instance.leases < instance.capacity
-                and (best is None or instance.last_used > best.last_used)
-            ):
+            if instance.has_free_slot and (best is None or instance.last_used > best.last_used):
                 best = instance
         return best
 
@@ -175,6 +168,8 @@ class Pool:
                 message = f"an instance failed to start: {error}"
                 self._on_log(self.spec.name, Log("", "ERROR", message, time.time()))
                 self._fail_one_waiter(error)  # the waiter it was started for
+            elif self._waiters:
+                self._replace()  # its slot is free again: start for those still waiting
             raise
         self._starts.remove(start)
         self._start_failures, self._retry_at = 0, 0.0
@@ -183,7 +178,7 @@ class Pool:
         self.instances.append(instance)
         self._watch(instance)
         start.done.set_result(instance)
-        self._hand_to_waiters(instance)
+        self._hand_to_waiters(instance, cold=True)
 
     def _fail_one_waiter(self, error: BaseException) -> None:
         while self._waiters:
@@ -206,14 +201,16 @@ class Pool:
             start.done.add_done_callback(give_back)
             raise
 
-    def _hand_to_waiters(self, instance: Instance) -> None:
-        while self._waiters and instance.leases < instance.capacity:
+    def _hand_to_waiters(self, instance: Instance, *, cold: bool = False) -> None:
+        while self._waiters and instance.has_free_slot:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 instance.leases += 1
-                waiter.set_result(Lease(instance, cold=True))
+                waiter.set_result(Lease(instance, cold=cold))
 
     def _watch(self, instance: Instance) -> None:
+        instance.on_slot_free = self._hand_to_waiters
+
         def closed(_: object) -> None:
             if instance in self.instances:
                 self.instances.remove(instance)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -38,6 +39,7 @@ PASSED_ENVIRONMENT = (
     "PYTHONPATH",
 )
 START_TIMEOUT = 60.0
+KEPT_EXITS = 4096  # exit statuses nobody asked for, kept for a late question
 
 
 class ZygoteError(NimbusError):
@@ -47,8 +49,15 @@ class ZygoteError(NimbusError):
 class Zygote:
     """One zygote process per app generation (code version)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], commands: socket.socket) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        commands: socket.socket,
+        on_exit: Callable[[Zygote], None] | None,
+    ) -> None:
         self.process = process
+        self.closed = False
+        self._on_exit = on_exit
         self._commands = commands
         self._tokens = itertools.count(1)
         self._spawning: dict[int, asyncio.Future[int]] = {}
@@ -57,7 +66,10 @@ class Zygote:
         self._transport: asyncio.BaseTransport | None = None
 
     @classmethod
-    async def start(cls, root: str, preload: list[str]) -> Zygote:
+    async def start(
+        cls, root: str, preload: list[str], on_exit: Callable[[Zygote], None] | None = None
+    ) -> Zygote:
+        """Start a zygote importing from `root`; `on_exit` hears of its unexpected death."""
         commands, commands_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         events, events_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         argv = [sys.executable, "-m", "nimbus.compute.zygote"]
@@ -68,11 +80,13 @@ class Zygote:
             pass_fds=(commands_child.fileno(), events_child.fileno()),
             env=environment,
             stdin=subprocess.DEVNULL,
+            cwd=root,  # preloaded modules import where their instances will run
+            start_new_session=True,  # a terminal's Ctrl-C is for the controller, not instances
         )
         commands_child.close()
         events_child.close()
         commands.settimeout(10.0)
-        zygote = cls(process, commands)
+        zygote = cls(process, commands, on_exit)
         loop = asyncio.get_running_loop()
         zygote._transport, _ = await loop.connect_accepted_socket(
             lambda: _ZygoteProtocol(zygote), events
@@ -86,14 +100,17 @@ class Zygote:
 
     async def spawn(self, config: WorkerConfig) -> tuple[int, socket.socket]:
         """Fork a new instance; returns its pid and the controller's end of its socket."""
-        if self._ready.done() and self._ready.exception() is not None:
+        if self.closed:
             raise ZygoteError("the zygote has exited")
         token = next(self._tokens)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spawned = asyncio.get_running_loop().create_future()
         self._spawning[token] = spawned
         try:
-            socket.send_fds(self._commands, [encode(Spawn(token, config))], [child.fileno()])
+            try:
+                socket.send_fds(self._commands, [encode(Spawn(token, config))], [child.fileno()])
+            except OSError as error:
+                raise ZygoteError(f"the zygote does not answer: {error}") from None
             pid = await spawned
         except BaseException:
             self._spawning.pop(token, None)
@@ -115,6 +132,7 @@ class Zygote:
 
     def close(self) -> None:
         """Stop the zygote; its instances die with it (PDEATHSIG)."""
+        self.closed = True
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
         self.process.wait()
@@ -132,6 +150,8 @@ class Zygote:
             exit_status = self.exit_status(frame.pid)
             if not exit_status.done():
                 exit_status.set_result(frame.status)
+            while len(self._exits) > KEPT_EXITS:  # statuses of instances nobody asked about
+                del self._exits[next(iter(self._exits))]
         elif isinstance(frame, ZygoteReady) and not self._ready.done():
             self._ready.set_result(frame.pid)
 
@@ -145,6 +165,10 @@ class Zygote:
         for exit_status in self._exits.values():
             if not exit_status.done():
                 exit_status.set_result(None)
+        unexpected, self.closed = not self.closed, True
+        if unexpected and self._on_exit is not None:
+            self.process.poll()  # reap it if it is gone already
+            self._on_exit(self)
 
 
 class _ZygoteProtocol(asyncio.Protocol):

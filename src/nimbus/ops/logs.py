@@ -9,6 +9,8 @@ from nimbus.compute.protocol import ErrorInfo, Log
 from nimbus.ids import short_id
 from nimbus.ops.store import Store
 
+PLATFORM = "nimbus"
+
 
 class LogSink:
     def __init__(self, store: Store, echo: TextIO | None = None) -> None:
@@ -23,6 +25,10 @@ class LogSink:
         if self._echo is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(at))
             self._echo.write(f"{stamp} {function} {short_id(request_id)} {level:<5} {message}\n")
+
+    def platform(self, message: str, level: str = "ERROR") -> None:
+        """What the platform itself has to say, logged under the function name `nimbus`."""
+        self.write(PLATFORM, "", level, message, time.time())
 
     def error(self, function: str, request_id: str, error: ErrorInfo) -> None:
         """A failed invocation's error, with its traceback, goes to the function's logs too."""
