@@ -184,3 +184,16 @@ def test_two_platforms_cannot_share_a_data_folder(basic: Platform) -> None:
     assert result.returncode == 1
     assert "another nimbus platform is running with the data folder" in result.stderr
     assert basic.invoke("pid")["outcome"] == "success"  # the running one is untouched
+
+
+def test_up_refuses_bad_ports_and_unusable_data_folders(tmp_path: Path) -> None:
+    port = nimbus("up", str(HELLO), "--port", "99999", "--data-dir", str(tmp_path / "d"))
+    assert port.returncode == 2
+    assert "Invalid value for '--port'" in port.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    folder = nimbus("up", str(HELLO), "--port", "0", "--data-dir", str(blocker / "d"))
+    assert folder.returncode == 1
+    assert f"cannot use the data folder {blocker / 'd'}" in folder.stderr
+    for result in (port, folder):
+        assert "Traceback" not in result.stderr

@@ -148,3 +148,24 @@ def test_websocket_is_refused_cleanly(basic: Platform) -> None:
         },
     )
     assert response.status_code in (403, 404, 426)
+
+
+def test_invalid_responses_are_handler_errors_and_the_instance_survives(basic: Platform) -> None:
+    pid_before = basic.invoke("pid")["result"]
+    for kind in ("status", "text-status", "crlf", "unicode", "name"):
+        response = basic.http.get("/bad-response", params={"kind": kind})
+        assert response.status_code == 502, kind
+        assert "cannot be sent back" in response.json()["error"]["message"]
+    records = basic.cli_json("invocations", "bad_response")
+    assert {r["outcome"] for r in records} == {"error"}
+    assert basic.invoke("pid")["result"] == pid_before
+
+
+def test_a_client_that_leaves_mid_body_runs_nothing(basic: Platform) -> None:
+    host, port = basic.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /record-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        sock.sendall(b"only nine")
+    assert basic.http.post("/record-body", content=b"whole").json() == 5
+    logs = basic.cli_json("logs", "record_body")
+    assert [e["message"] for e in logs] == ["got 5 bytes"]

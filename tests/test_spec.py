@@ -231,7 +231,7 @@ def test_manifest_errors_name_file_line_and_field(
 
 def test_manifest_refuses_duplicate_keys_and_bad_yaml(tmp_path: Path) -> None:
     duplicated = write(tmp_path, "a.yaml", "name: a\nname: b\n")
-    with pytest.raises(SpecError, match="line 2: duplicate key 'name'"):
+    with pytest.raises(SpecError, match=r"a.yaml:2: duplicate key 'name'"):
         load_manifest(duplicated)
     broken = write(tmp_path, "b.yaml", "name: [unclosed\n")
     with pytest.raises(SpecError, match="invalid YAML"):
@@ -319,3 +319,24 @@ def test_manifest_merge_keys_inside_functions(tmp_path: Path) -> None:
     assert (spec.functions["b"].handler, spec.functions["b"].timeout) == ("m:b", 2)
     assert spec.functions["b"].environment == {"DB": "shop.db"}
     assert spec.functions["a"].timeout == 9
+
+
+def test_manifest_refuses_alias_cycles_and_alias_bombs(tmp_path: Path) -> None:
+    cycle = write(tmp_path, "cycle.yaml", "name: a\nfunctions: &loop\n  f: *loop\n")
+    with pytest.raises(SpecError, match="an alias refers to itself"):
+        load_manifest(cycle)
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
+    bomb = write(tmp_path, "bomb.yaml", "name: a\n" + "\n".join(levels) + "\n")
+    with pytest.raises(SpecError, match="too many values"):
+        load_manifest(bomb)
+
+
+def test_nul_bytes_are_refused() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        FunctionSpec(name="f", handler="m:f", environment={"A": "x\x00y"})
+    with pytest.raises(ValueError, match="root"):
+        AppSpec(name="a", root="/tmp\x00/x")

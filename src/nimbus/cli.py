@@ -50,7 +50,7 @@ def up(
     target: Annotated[str, typer.Argument(help="app.py, nimbus.yaml, or a folder holding one")],
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="port of the gateway and admin API (0: any free)")
+        int, typer.Option(min=0, max=65535, help="port of the gateway and admin API (0: any free)")
     ] = 8080,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     reload: Annotated[bool, typer.Option(help="reload when the app's code changes")] = True,

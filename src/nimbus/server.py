@@ -101,8 +101,11 @@ def _banner(spec: AppSpec, url: str) -> str:
 
 def _lock(data_dir: Path) -> TextIO:
     """Hold the data folder for this process: two platforms on one store would run jobs twice."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "lock").open("w")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (data_dir / "lock").open("w")
+    except OSError as error:
+        raise NimbusError(f"cannot use the data folder {data_dir}: {error.strerror}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -138,9 +141,10 @@ async def _watch(target: str, controller: Controller) -> None:
         try:
             spec = await extract_spec(target)
             plan = await controller.apply(spec, code_changed=True)
-        except SpecError as error:
+        except Exception as error:  # keep watching: the next save may fix it
+            message = error.message if isinstance(error, NimbusError) else repr(error)
             sys.stderr.write(
-                f"nimbus: reload failed, still running the previous version:\n{error}\n"
+                f"nimbus: reload failed, still running the previous version:\n{message}\n"
             )
             continue
         sys.stderr.write(f"nimbus: reloaded ({_summary(plan.add, plan.change, plan.remove)})\n")

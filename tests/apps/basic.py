@@ -197,3 +197,23 @@ async def slow_to_stop(event: dict[str, Any]) -> dict[str, int]:
     finally:
         RUNNING["now"] -= 1
     return {"peak": RUNNING["peak"], "pid": os.getpid()}
+
+
+@app.http("GET", "/bad-response")
+def bad_response(request: nimbus.Request) -> nimbus.Response:
+    kind = request.query.get("kind")
+    if kind == "status":
+        return nimbus.Response("x", status=99)
+    if kind == "text-status":
+        return nimbus.Response("x", status="200")  # type: ignore[arg-type]
+    if kind == "crlf":
+        return nimbus.Response("x", headers={"x-a": "1\r\nset-cookie: evil"})
+    if kind == "unicode":
+        return nimbus.Response("x", headers={"x-a": "\u2603"})
+    return nimbus.Response("x", headers={"bad name": "1"})
+
+
+@app.http("POST", "/record-body")
+def record_body(request: nimbus.Request) -> int:
+    print(f"got {len(request.body)} bytes")
+    return len(request.body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from nimbus.http import Request, Response
 HandlerFunc = Callable[..., Any]
 _RUNTIME = os.path.dirname(__file__)
 JSON = "application/json"
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def load_handler(reference: str) -> HandlerFunc:
@@ -70,8 +72,28 @@ def shape_http(value: Any) -> HttpReply:
         body, content_type = msgspec.json.encode(value), JSON
     if content_type is not None:
         headers.setdefault("content-type", content_type)
-    pairs = [(name.encode("latin-1"), text.encode("latin-1")) for name, text in headers.items()]
-    return HttpReply(status, pairs, body)
+    return HttpReply(_checked_status(status), _checked_headers(headers), body)
+
+
+def _checked_status(status: object) -> int:
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"the response status {status!r} is not a whole number from 200 to 599")
+    return status
+
+
+def _checked_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Header names must be tokens, values ISO-8859-1 without line breaks (RFC 9110)."""
+    pairs = []
+    for name, value in headers.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+        try:
+            pairs.append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise ValueError(f"the value of header {name!r} is not ISO-8859-1 text") from None
+    return pairs
 
 
 def http_error_reply(error: HTTPError) -> HttpReply:

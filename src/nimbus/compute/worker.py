@@ -139,7 +139,7 @@ class Runner:
             if frame.http is not None:
                 return Result(frame.id, duration, _peak_kb(), http=handlers.shape_http(value))
             return Result(frame.id, duration, _peak_kb(), value=msgspec.json.encode(value))
-        except (TypeError, msgspec.EncodeError) as error:
+        except Exception as error:  # not JSON-able, or not a valid HTTP response
             wrapped = TypeError(f"the handler's result cannot be sent back: {error}")
             return self.failure(frame, started, wrapped)
 

@@ -19,17 +19,24 @@ if TYPE_CHECKING:
     from nimbus.controller import Controller
 
 MAX_LIMIT = 1000
+MAX_SEQUENCE = 2**63 - 1  # SQLite's largest integer
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(msgspec.json.encode(data), status, headers, media_type="application/json")
 
 
-def _limit(request: Request, default: int = 50) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_LIMIT:
-        raise NimbusError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+def _whole_number(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise NimbusError(f"{name} must be a whole number from {low} to {high}")
     return int(raw)
+
+
+def _limit(request: Request, default: int = 50) -> int:
+    return _whole_number(request, "limit", default, 1, MAX_LIMIT)
 
 
 class AdminAPI:
@@ -95,11 +102,9 @@ class AdminAPI:
 
     async def logs(self, request: Request) -> Response:
         query = request.query_params
-        after = query.get("after", "0")
-        if not after.isdigit():
-            raise NimbusError("after must be a log sequence number")
+        after = _whole_number(request, "after", 0, 0, MAX_SEQUENCE)
         entries = await self.controller.store.logs(
-            query.get("function"), query.get("request_id"), int(after), _limit(request, 100)
+            query.get("function"), query.get("request_id"), after, _limit(request, 100)
         )
         return json_response(entries)
 

@@ -35,6 +35,10 @@ class BodyTooLarge(NimbusError):
     status = 413
 
 
+class ClientGone(NimbusError):
+    """The client went away before its request was whole: nothing runs."""
+
+
 class Gateway:
     def __init__(self, controller: Controller, admin: ASGIApp) -> None:
         self._controller = controller
@@ -66,6 +70,8 @@ class Gateway:
             return
         except BodyTooLarge as error:
             await _error(send, 413, error.message, [(b"connection", b"close")])
+            return
+        except ClientGone:
             return
         event = HttpEvent(method, path, params, scope["query_string"], scope["headers"], body)
         try:
@@ -118,7 +124,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone("the client disconnected while sending the body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -14,6 +14,7 @@ from nimbus.spec.model import AppSpec
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 EXTENSION_PREFIX = "x-"
+MAX_VALUES = 100_000  # no app needs more; an alias bomb would need billions
 
 
 def load_manifest(path: Path) -> AppSpec:
@@ -43,70 +44,84 @@ def _parse(path: Path, text: str) -> tuple[Any, dict[Location, int]]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        lines: dict[Location, int] = {}
-        return (_construct(loader, node, (), lines) if node is not None else None), lines
+        builder = _Builder(loader)
+        return (builder.build(node, ()) if node is not None else None), builder.lines
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
         raise SpecError(f"{path}:{line}: invalid YAML: {error.problem or error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: invalid YAML: {error}") from None
+    except SpecError as error:
+        raise SpecError(f"{path}:{error.message}") from None
     finally:
         loader.dispose()
 
 
-def _construct(
-    loader: yaml.SafeLoader, node: yaml.Node, at: Location, lines: dict[Location, int]
-) -> Any:
-    """Build plain data from a YAML node, noting the line of every key and item."""
-    lines.setdefault(at, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        return _construct_mapping(loader, node, at, lines)
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(loader, item, (*at, i), lines) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+class _Builder:
+    """Builds plain data from YAML nodes, noting the line of every key and item. Aliases are
+    followed, but not into themselves, and not past MAX_VALUES (a "billion laughs" file)."""
 
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self.loader = loader
+        self.lines: dict[Location, int] = {}
+        self._values = 0
+        self._open: set[int] = set()  # nodes being built: meeting one again is a cycle
 
-def _construct_mapping(
-    loader: yaml.SafeLoader, node: yaml.MappingNode, at: Location, lines: dict[Location, int]
-) -> dict[Any, Any]:
-    result: dict[Any, Any] = {}
-    merged: list[yaml.Node] = []
-    for key_node, value_node in node.value:
-        if key_node.tag == MERGE_TAG:
-            is_list = isinstance(value_node, yaml.SequenceNode)
-            merged.extend(value_node.value if is_list else [value_node])
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str | int):
-            raise SpecError(f"line {key_node.start_mark.line + 1}: keys must be strings")
-        if key in result:
-            raise SpecError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-        lines[(*at, key)] = key_node.start_mark.line + 1
-        result[key] = _construct(loader, value_node, (*at, key), lines)
-    for source in merged:
-        _merge(loader, source, at, result, lines)
-    return result
+    def build(self, node: yaml.Node, at: Location, lines: dict[Location, int] | None = None) -> Any:
+        lines = self.lines if lines is None else lines
+        lines.setdefault(at, node.start_mark.line + 1)
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise SpecError(f"{node.start_mark.line + 1}: the manifest expands to too many values")
+        if id(node) in self._open:
+            raise SpecError(f"{node.start_mark.line + 1}: an alias refers to itself")
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            self._open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, at, lines)
+                return [self.build(item, (*at, i), lines) for i, item in enumerate(node.value)]
+            finally:
+                self._open.discard(id(node))
+        return self.loader.construct_object(node, deep=True)
 
+    def _mapping(
+        self, node: yaml.MappingNode, at: Location, lines: dict[Location, int]
+    ) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == MERGE_TAG:
+                is_list = isinstance(value_node, yaml.SequenceNode)
+                merged.extend(value_node.value if is_list else [value_node])
+                continue
+            key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int):
+                raise SpecError(f"{line}: keys must be strings")
+            if key in result:
+                raise SpecError(f"{line}: duplicate key {key!r}")
+            lines[(*at, key)] = line
+            result[key] = self.build(value_node, (*at, key), lines)
+        for source in merged:
+            self._merge(source, at, result, lines)
+        return result
 
-def _merge(
-    loader: yaml.SafeLoader,
-    source: yaml.Node,
-    at: Location,
-    result: dict[Any, Any],
-    lines: dict[Location, int],
-) -> None:
-    """`<<: *defaults`: keys of the merged mapping that the mapping does not set itself."""
-    merged_lines: dict[Location, int] = {}
-    values = _construct(loader, source, at, merged_lines)
-    if not isinstance(values, dict):
-        raise SpecError(f"line {source.start_mark.line + 1}: only mappings can be merged")
-    for key, value in values.items():
-        if key not in result:
-            result[key] = value
-            for where, line in merged_lines.items():
-                if where[: len(at) + 1] == (*at, key):
-                    lines.setdefault(where, line)
+    def _merge(
+        self, source: yaml.Node, at: Location, result: dict[Any, Any], lines: dict[Location, int]
+    ) -> None:
+        """`<<: *defaults`: keys of the merged mapping that the mapping does not set itself."""
+        merged_lines: dict[Location, int] = {}
+        values = self.build(source, at, merged_lines)
+        if not isinstance(values, dict):
+            raise SpecError(f"{source.start_mark.line + 1}: only mappings can be merged")
+        for key, value in values.items():
+            if key not in result:
+                result[key] = value
+                for where, line in merged_lines.items():
+                    if where[: len(at) + 1] == (*at, key):
+                        lines.setdefault(where, line)
 
 
 def _line_of(loc: Location, lines: dict[Location, int]) -> int:

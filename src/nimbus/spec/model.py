@@ -82,9 +82,11 @@ class FunctionSpec(Model):
     @field_validator("environment")
     @classmethod
     def _check_environment(cls, env: dict[str, str]) -> dict[str, str]:
-        for key in env:
+        for key, value in env.items():
             if not ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
+            if "\0" in value:
+                raise ValueError(f"the value of {key} contains a NUL byte")
         return env
 
     @model_validator(mode="after")
@@ -102,7 +104,9 @@ class GatewaySpec(Model):
 
 class AppSpec(Model):
     name: str = Field(pattern=NAME)
-    root: str = Field(description="directory the handler modules are imported from")
+    root: str = Field(
+        min_length=1, pattern=r"^[^\x00]*$", description="directory the handlers are imported from"
+    )
     gateway: GatewaySpec = GatewaySpec()
     functions: dict[str, FunctionSpec] = Field(default_factory=dict)
 
