@@ -47,3 +47,15 @@ def test_a_transaction_is_all_or_nothing(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert [row["v"] for row in database.read_now("SELECT v FROM t")] == ["y"]
     database.close()
+
+
+def test_many_rows_are_inserted_across_statements(tmp_path: Path) -> None:
+    """More rows than one statement may carry parameters for are split, none lost."""
+    columns = ", ".join(f"c{i}" for i in range(13))
+    database = Database(tmp_path / "t.db", f"CREATE TABLE wide ({columns});")
+    rows = [tuple(range(n, n + 13)) for n in range(6000)]
+    database.submit_rows("INSERT INTO wide VALUES", rows)
+    database.flush()
+    [count] = database.read_now("SELECT count(*) AS n, sum(c0) AS s FROM wide")
+    assert (count["n"], count["s"]) == (6000, sum(range(6000)))
+    database.close()

@@ -144,7 +144,7 @@ def test_async_handler_takes_several_invocations_at_once(basic: Platform) -> Non
 def test_scale_to_zero_and_back(basic: Platform) -> None:
     first = basic.invoke("ephemeral")
     basic.wait_for(lambda: basic.functions()["ephemeral"]["instances"] == 0, "scale to zero")
-    assert not _alive(first["result"])
+    basic.wait_for(lambda: not _alive(first["result"]), "the idle instance to exit")
     again = basic.invoke("ephemeral")
     assert again["cold_start"] is True
     assert again["result"] != first["result"]

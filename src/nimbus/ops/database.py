@@ -1,7 +1,7 @@
 """SQLite in WAL mode, with one writer thread that commits in groups off the event loop.
 
 `write` and `transaction` resolve once committed (an acknowledged write survives `kill -9` of
-the platform); `submit` and `submit_many` queue a write without waiting (records, logs). Reads
+the platform); `submit` and `submit_rows` queue a write without waiting (records, logs). Reads
 use their own connection in a worker thread. A failing write fails alone; the thread lives on.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import queue
 import sqlite3
 import threading
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 Params = Sequence[Any]
-Step = tuple[str, Params, bool]  # sql, parameters, whether parameters is a list of rows
+Step = tuple[str, Params, bool]  # sql, parameters; or with True: "INSERT ... VALUES" and rows
 GROUP_LIMIT = 1000
+MAX_VARIABLES = 32766  # SQLite's limit of parameters in one statement (since 3.32)
 
 
 @dataclass(slots=True)
@@ -32,11 +34,27 @@ class _Write:
 
     def execute(self, connection: sqlite3.Connection) -> None:
         self.rowcounts = []
-        for sql, params, many in self.steps:
-            cursor = (
-                connection.executemany(sql, params) if many else connection.execute(sql, params)
-            )
-            self.rowcounts.append(cursor.rowcount)
+        for sql, params, rows in self.steps:
+            if rows:
+                self.rowcounts.append(_insert_rows(connection, sql, params))
+            else:
+                self.rowcounts.append(connection.execute(sql, params).rowcount)
+
+
+def _insert_rows(connection: sqlite3.Connection, insert: str, rows: Params) -> int:
+    """Insert many rows with as few statements as SQLite allows: each statement crosses the
+    GIL once, where executemany would cross it for every row."""
+    if not rows:
+        return 0
+    width = len(rows[0])
+    group = "(" + ",".join("?" * width) + ")"
+    per_statement = MAX_VARIABLES // width
+    changed = 0
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        sql = f"{insert} {','.join([group] * len(chunk))}"
+        changed += connection.execute(sql, list(itertools.chain.from_iterable(chunk))).rowcount
+    return changed
 
 
 class Database:
@@ -78,9 +96,9 @@ class Database:
         """Execute soon; nobody waits for it."""
         self._queue.put(_Write([(sql, params, False)]))
 
-    def submit_many(self, sql: str, rows: Sequence[Params]) -> None:
-        """Execute for each row soon, in one statement run; nobody waits for it."""
-        self._queue.put(_Write([(sql, rows, True)]))
+    def submit_rows(self, insert: str, rows: Sequence[Params]) -> None:
+        """Insert rows soon (`insert` ends with VALUES); nobody waits for it."""
+        self._queue.put(_Write([(insert, rows, True)]))
 
     async def _wait(self, write: _Write) -> list[int]:
         self._loop = asyncio.get_running_loop()

@@ -101,9 +101,9 @@ def _error_from(text: str | None) -> ErrorInfo | None:
     return None if text is None else msgspec.json.decode(text, type=ErrorInfo)
 
 
-INSERT_INVOCATION = "INSERT OR REPLACE INTO invocations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-INSERT_LOG = "INSERT INTO logs (time, function, request_id, level, message) VALUES (?,?,?,?,?)"
-FLUSH_DELAY = 0.005  # seconds records and logs gather on the loop before one batched write
+INSERT_INVOCATIONS = "INSERT OR REPLACE INTO invocations VALUES"
+INSERT_LOGS = "INSERT INTO logs (time, function, request_id, level, message) VALUES"
+FLUSH_DELAY = 0.05  # seconds records and logs gather on the loop before one batched write
 
 
 class Store:
@@ -121,10 +121,10 @@ class Store:
     def flush(self) -> None:
         self._flush_scheduled = False
         if self._records:
-            self.db.submit_many(INSERT_INVOCATION, self._records)
+            self.db.submit_rows(INSERT_INVOCATIONS, self._records)
             self._records = []
         if self._logs:
-            self.db.submit_many(INSERT_LOG, self._logs)
+            self.db.submit_rows(INSERT_LOGS, self._logs)
             self._logs = []
 
     def _schedule_flush(self) -> None:
