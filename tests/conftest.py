@@ -19,6 +19,12 @@ import pytest
 APPS = Path(__file__).parent / "apps"
 ROOT = Path(__file__).parent.parent
 STARTUP_LIMIT = 60.0
+LOOP_ERRORS = (
+    "exception was never retrieved",
+    "Exception in callback",
+    "Task was destroyed but it is pending",
+    "Unhandled exception",
+)
 
 
 @dataclass
@@ -89,6 +95,12 @@ class Platform:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def assert_no_loop_errors(self) -> None:
+        """asyncio's reports of lost errors are always platform bugs, whatever the test did."""
+        output = self.output()
+        for sign in LOOP_ERRORS:
+            assert sign not in output, f"{sign!r} in the platform's output:\n{output}"
+
     def stop(self, sig: int = signal.SIGINT) -> None:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -150,6 +162,8 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
     yield run
     for platform in started:
         platform.stop()
+    for platform in started:
+        platform.assert_no_loop_errors()
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +172,4 @@ def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     platform = start_platform(APPS / "basic.py", tmp_path_factory.mktemp("basic"), "--no-reload")
     yield platform
     platform.stop()
+    platform.assert_no_loop_errors()

@@ -24,6 +24,7 @@ def retrying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     )
     yield platform
     platform.stop()
+    platform.assert_no_loop_errors()
 
 
 def _running(pid: int) -> bool:

@@ -167,15 +167,17 @@ class Instance:
                 self.alive = False
         elif isinstance(frame, Log):
             self._on_log(self.function, frame)
-        elif isinstance(frame, Ready):
+        elif isinstance(frame, Ready) and not self._ready.done():
             self._ready.set_result(frame)
-        elif isinstance(frame, InitFailed):
+        elif isinstance(frame, InitFailed) and not self._ready.done():
             self.alive = False
             self._ready.set_exception(InitError(frame.error))
+            self._ready.exception()  # marked retrieved: the start may have timed out already
 
     def on_lost(self) -> None:
         self.alive = False
-        self._burial = asyncio.get_running_loop().create_task(self._bury())
+        if self._burial is None:
+            self._burial = asyncio.get_running_loop().create_task(self._bury())
 
     async def _bury(self) -> None:
         """Fail what was in flight with the reason the process died, then report closed."""
@@ -194,13 +196,15 @@ class Instance:
         if not self._ready.done():
             info = ErrorInfo("Init", "InstanceExited", f"{reason} while starting")
             self._ready.set_exception(InitError(info))
+            self._ready.exception()  # marked retrieved: a start that timed out waits no more
         for timer in self._cancelling.values():
             timer.cancel()
         for request_id, (future, timer) in self._inflight.items():
             timer.cancel()
             future.set_result(_failed(request_id, "Crash", "InstanceExited", reason))
         self._inflight.clear()
-        self.closed.set_result(None)
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 def _failed(request_id: str, kind: Any, type_: str, message: str) -> Result:

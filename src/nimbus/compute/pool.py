@@ -109,7 +109,7 @@ class Pool:
     def ensure_minimum(self) -> None:
         """Start instances in the background until `min_instances` are up (backing off while
         starts keep failing)."""
-        if time.monotonic() < self._retry_at:
+        if time.monotonic() < self._retry_at or self.zygote.closed:
             return
         for _ in range(self.spec.min_instances - self.size):
             self._begin_start()
@@ -221,7 +221,9 @@ class Pool:
 
     def _replace(self) -> None:
         """After an instance died: serve the waiters and keep the minimum."""
-        shortfall = max(len(self._waiters), self.spec.min_instances - self.size)
+        if self.zygote.closed:
+            return  # the controller is moving every function to a new zygote
+        shortfall = max(self.waiting, self.spec.min_instances - self.size)
         for _ in range(min(shortfall, self.spec.max_instances - self.size)):
             self._begin_start()
 
