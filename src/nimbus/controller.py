@@ -25,7 +25,6 @@ from nimbus.spec.model import AppSpec
 from nimbus.spec.plan import Plan, make_plan
 
 TICK = 0.5  # seconds between scale-to-zero / keep-warm passes
-SPEC_KEY = "spec"
 STOP_GRACE = 10.0  # seconds running async invocations get to finish at shutdown
 RECOVERY_DELAY_LIMIT = 30.0  # longest pause between attempts to replace a dead zygote
 
@@ -97,7 +96,6 @@ class Controller:
             self.spec = spec
             self.router = Router(spec)
             self.max_body_bytes = spec.gateway.max_body_bytes
-            await self.store.put_state(SPEC_KEY, spec.model_dump_json().encode())
             for pool in retired:
                 self._background(self._retire(pool))
             self._close_unused_zygotes()

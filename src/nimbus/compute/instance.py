@@ -105,10 +105,6 @@ class Instance:
         """A cancelled call keeps its slot until it has really stopped."""
         return self.alive and self.leases + len(self._cancelling) < self.capacity
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._inflight)
-
     def invoke(self, frame: Invoke, timeout: float) -> asyncio.Future[Result]:
         """Send an invocation; the future always resolves with a Result, never raises."""
         loop = asyncio.get_running_loop()

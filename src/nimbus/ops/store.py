@@ -37,7 +37,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, error TEXT,
     attempts INTEGER NOT NULL, job_id TEXT NOT NULL, created_at REAL NOT NULL,
     failed_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
@@ -248,14 +247,6 @@ class Store:
             ]
         )
         return inserted == 1
-
-    # small platform state (the deployed spec)
-    async def put_state(self, key: str, value: bytes) -> None:
-        await self.db.write("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
-
-    def state_now(self, key: str) -> bytes | None:
-        rows = self.db.read_now("SELECT value FROM state WHERE key = ?", (key,))
-        return bytes(rows[0]["value"]) if rows else None
 
 
 def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
