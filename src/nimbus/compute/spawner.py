@@ -125,6 +125,8 @@ class Zygote:
         when the zygote is gone before it could tell."""
         if pid not in self._exits:
             self._exits[pid] = asyncio.get_running_loop().create_future()
+            if self.closed:  # no Exited frame can come any more
+                self._exits[pid].set_result(None)
         return self._exits[pid]
 
     def forget(self, pid: int) -> None:
