@@ -116,4 +116,3 @@ def test_a_cancelled_call_keeps_its_slot_until_it_stops(basic: Platform) -> None
 def _with(spec: dict[str, Any], function: str, **fields: Any) -> dict[str, Any]:
     functions = {**spec["functions"], function: {**spec["functions"][function], **fields}}
     return {**spec, "functions": functions}
-
