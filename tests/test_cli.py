@@ -197,3 +197,18 @@ def test_up_refuses_bad_ports_and_unusable_data_folders(tmp_path: Path) -> None:
     assert f"cannot use the data folder {blocker / 'd'}" in folder.stderr
     for result in (port, folder):
         assert "Traceback" not in result.stderr
+
+
+def test_logs_follow_prints_new_lines_as_they_come(basic: Platform) -> None:
+    env = {**os.environ, "NIMBUS_URL": basic.url, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "nimbus", "logs", "echo", "--follow", "--json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as follower:
+        try:
+            record = basic.invoke("echo", "followed")
+            assert follower.stdout is not None
+            for line in follower.stdout:  # blocks until the follower prints; the kill ends it
+                entry = json.loads(line)
+                if entry["request_id"] == record["id"] and "followed" in entry["message"]:
+                    break
+        finally:
+            follower.kill()
