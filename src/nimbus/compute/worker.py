@@ -147,6 +147,10 @@ class Runner:
         duration = (time.perf_counter() - started) * 1000
         if isinstance(error, HTTPError) and frame.http is not None:
             return Result(frame.id, duration, _peak_kb(), http=handlers.http_error_reply(error))
+        if isinstance(error, asyncio.CancelledError):  # the controller's Cancel after a timeout
+            info = handlers.error_info("Timeout", error)
+            info.message = "cancelled after its timeout"
+            return Result(frame.id, duration, _peak_kb(), error=info)
         if isinstance(error, MemoryError):
             info = handlers.error_info("OutOfMemory", error)
             info.message = f"the instance ran out of its {self.config.memory_mb} MB"
@@ -171,10 +175,6 @@ class Runner:
         started = time.perf_counter()
         try:
             value = await self.handler(*self.prepare(frame))
-        except asyncio.CancelledError as error:
-            info = handlers.error_info("Timeout", error)
-            info.message = "cancelled after its timeout"
-            return Result(frame.id, (time.perf_counter() - started) * 1000, _peak_kb(), error=info)
         except BaseException as error:
             return self.failure(frame, started, error)
         return self.finish(frame, started, value)
