@@ -113,6 +113,14 @@ class Platform:
         self.log_file.close()
 
 
+def process_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie awaiting its reaper has)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def start_platform(target: Path | str, data_dir: Path, *extra: str) -> Platform:
     data_dir.mkdir(parents=True, exist_ok=True)
     discovery = data_dir / "platform.json"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import APPS, Platform, start_platform
+from conftest import APPS, Platform, process_alive, start_platform
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,6 @@ def retrying(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     yield platform
     platform.stop()
     platform.assert_no_loop_errors()
-
-
-def _running(pid: int) -> bool:
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
 
 
 def submit(platform: Platform, function: str, event: Any) -> str:
@@ -141,7 +134,7 @@ def test_accepted_invocations_survive_kill_9_of_the_platform(
     worker = platform.invoke("pid")["result"]
     platform.stop(signal.SIGKILL)
     # no orphans: the zygote dies with the controller, and its instances with the zygote
-    platform.wait_for(lambda: not _running(worker), "the instance to die with the platform")
+    platform.wait_for(lambda: not process_alive(worker), "the instance to die with the platform")
     restarted = launch(APPS / "retrying.py", "--no-reload", data_dir=data)
     results = [finished(restarted, job_id) for job_id in ids]
     assert [r["status"] for r in results] == ["succeeded"] * 4

@@ -8,11 +8,10 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import APPS, Platform
+from conftest import APPS, Platform, process_alive
 
 
 def test_functions_run_in_their_own_processes(basic: Platform) -> None:
@@ -79,7 +78,7 @@ def test_timeout_kills_the_instance_and_reports_timeout(basic: Platform) -> None
     assert record["outcome"] == "timeout"
     assert record["error"]["kind"] == "Timeout"
     assert record["billed_ms"] == 1000
-    basic.wait_for(lambda: not _alive(before), "the timed-out instance to be gone")
+    basic.wait_for(lambda: not process_alive(before), "the timed-out instance to be gone")
     after = basic.invoke("sleeper", {"seconds": 0})
     assert after["cold_start"] is True
     assert after["result"]["pid"] != before
@@ -144,7 +143,7 @@ def test_async_handler_takes_several_invocations_at_once(basic: Platform) -> Non
 def test_scale_to_zero_and_back(basic: Platform) -> None:
     first = basic.invoke("ephemeral")
     basic.wait_for(lambda: basic.functions()["ephemeral"]["instances"] == 0, "scale to zero")
-    basic.wait_for(lambda: not _alive(first["result"]), "the idle instance to exit")
+    basic.wait_for(lambda: not process_alive(first["result"]), "the idle instance to exit")
     again = basic.invoke("ephemeral")
     assert again["cold_start"] is True
     assert again["result"] != first["result"]
@@ -226,14 +225,6 @@ def _busy_pid(platform: Platform, after: int) -> int | None:
     return None
 
 
-def _alive(pid: Any) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "State:\tZ" not in status
-
-
 def test_timeout_in_a_shared_async_instance_cancels_only_that_call(basic: Platform) -> None:
     with ThreadPoolExecutor(2) as pool:
         late = pool.submit(basic.invoke, "patient", {"seconds": 30})
@@ -251,7 +242,7 @@ def test_an_async_handler_that_ignores_cancellation_is_killed(basic: Platform) -
     before = basic.invoke("patient", {})["result"]["pid"]
     record = basic.invoke("patient", {"block": 10})
     assert record["outcome"] == "timeout"
-    basic.wait_for(lambda: not _alive(before), "the stuck instance to be killed")
+    basic.wait_for(lambda: not process_alive(before), "the stuck instance to be killed")
     assert basic.invoke("patient", {})["result"]["pid"] != before
 
 
