@@ -2,8 +2,12 @@
 
 NimbusError
 ├── SpecError            the app definition is invalid               (400, exit 2)
-├── NotFound             unknown function, invocation, dead letter   (404, exit 4)
+├── InvalidRequest       a service call's arguments are invalid      (400, exit 2)
+│   └── PayloadTooLarge  a message, record, item or object over its limit (413)
+├── PermissionDenied     the function did not declare the resource   (403, exit 7)
+├── NotFound             unknown function, resource, item, dead letter (404, exit 4)
 ├── Conflict             the request contradicts the current state   (409, exit 5)
+│   └── ConditionFailed  a conditional write's condition is false
 ├── Throttled            no capacity for a synchronous call          (429, exit 6)
 ├── PlatformUnavailable  no running platform answers                 (503, exit 3)
 └── HTTPError            raised by a handler to answer with a status
@@ -31,6 +35,25 @@ class SpecError(NimbusError):
     exit_code = 2
 
 
+class InvalidRequest(NimbusError):
+    """A service call's arguments are invalid (bad pattern, unknown option, wrong type);
+    nothing was changed."""
+
+    status = 400
+    exit_code = 2
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+
+
+class PermissionDenied(NimbusError):
+    """The function called a resource it did not declare in `uses`."""
+
+    status = 403
+    exit_code = 7
+
+
 class NotFound(NimbusError):
     status = 404
     exit_code = 4
@@ -39,6 +62,10 @@ class NotFound(NimbusError):
 class Conflict(NimbusError):
     status = 409
     exit_code = 5
+
+
+class ConditionFailed(Conflict):
+    """A conditional write found the item not as the condition required; nothing was written."""
 
 
 class Throttled(NimbusError):
@@ -69,3 +96,13 @@ class HTTPError(NimbusError):
 class BadRequest(HTTPError):
     def __init__(self, detail: str) -> None:
         super().__init__(400, detail)
+
+
+SERVICE_ERRORS: dict[str, type[NimbusError]] = {
+    error.__name__: error
+    for error in (
+        NimbusError, InvalidRequest, PayloadTooLarge, PermissionDenied, NotFound, Conflict,
+        ConditionFailed, Throttled, PlatformUnavailable,
+    )
+}  # fmt: skip
+"""The errors a service call can raise in a function, rebuilt there by name."""

@@ -94,7 +94,7 @@ def _banner(spec: AppSpec, url: str) -> str:
     """What a person sees at start: where the app answers, and which function serves what."""
     lines = [f"nimbus: app {spec.name!r} on {url} (admin API and CLI: {url}/_nimbus)"]
     for function in spec.functions.values():
-        routes = [f"{t.method} {t.path}" for t in function.triggers] or ["(invoke only)"]
+        routes = [t.label for t in function.triggers] or ["(invoke only)"]
         lines += [f"  {route:<40} -> {function.name}" for route in routes]
     return "\n".join(lines) + "\n"
 

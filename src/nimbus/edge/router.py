@@ -26,7 +26,7 @@ class Router:
         self._static: dict[str, _Path] = {}
         self._dynamic: dict[str, _Path] = {}
         for function in spec.functions.values() if spec else ():
-            for trigger in function.triggers:
+            for trigger in function.http_triggers():
                 if PATH_PARAM.search(trigger.path):
                     entry = self._dynamic.setdefault(
                         trigger.path, _Path(pattern=_compile(trigger.path))

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+from nimbus.spec.base import NAME, Model
+from nimbus.spec.resources import (
+    BucketSpec,
+    BucketTrigger,
+    QueueSpec,
+    QueueTrigger,
+    ScheduleTrigger,
+    StreamSpec,
+    StreamTrigger,
+    TableSpec,
+    TableTrigger,
+    TopicSpec,
+    TopicTrigger,
+)
 HANDLER = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PATH_PARAM = re.compile(r"\{([^{}]*)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIX = "/_nimbus"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class HttpTrigger(Model):
@@ -49,20 +58,37 @@ class HttpTrigger(Model):
             raise ValueError("unbalanced braces")
         return path
 
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
     def route_key(self) -> tuple[str, str]:
         """Method and path shape: two routes with equal keys can never be told apart."""
         return self.method, PATH_PARAM.sub("{}", self.path)
 
 
-Trigger = HttpTrigger
+EventTrigger = QueueTrigger | TopicTrigger | StreamTrigger | TableTrigger | BucketTrigger
+Trigger = Annotated[
+    HttpTrigger | EventTrigger | ScheduleTrigger, Field(discriminator="type")
+]
+Style = Literal["nimbus", "aws"]
 
 
 class FailurePolicy(Model):
-    """What happens when an asynchronous invocation fails (defaults as AWS Lambda's)."""
+    """What happens when an asynchronous invocation fails, whatever its source (defaults as AWS
+    Lambda's). Destinations and the dead-letter target name a queue, topic or function."""
 
     retries: int = Field(2, ge=0, le=10)
     backoff: float = Field(60.0, gt=0, le=3600, description="delay before the first retry, s")
     max_event_age: float = Field(21600.0, gt=0, le=21600, description="give up after, s")
+    dead_letter: str | None = Field(None, pattern=NAME)
+    on_success: str | None = Field(None, pattern=NAME)
+    on_failure: str | None = Field(None, pattern=NAME)
+
+    def targets(self) -> list[tuple[str, str]]:
+        pairs = [("dead_letter", self.dead_letter), ("on_success", self.on_success)]
+        pairs.append(("on_failure", self.on_failure))
+        return [(field, name) for field, name in pairs if name is not None]
 
 
 class FunctionSpec(Model):
@@ -76,8 +102,20 @@ class FunctionSpec(Model):
     keep_alive: float = Field(300.0, ge=0, le=86400, description="idle time before stop, s")
     environment: dict[str, str] = Field(default_factory=dict)
     preload: bool = False
+    style: Style = Field("nimbus", description="aws: events and context shaped as Lambda's")
+    uses: tuple[str, ...] = Field((), description="resources the function's code may call")
     triggers: tuple[Trigger, ...] = ()
     failure: FailurePolicy = FailurePolicy()
+
+    @field_validator("uses")
+    @classmethod
+    def _check_uses(cls, uses: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(uses)) != len(uses):
+            raise ValueError("a resource is named twice")
+        return uses
+
+    def http_triggers(self) -> list[HttpTrigger]:
+        return [t for t in self.triggers if isinstance(t, HttpTrigger)]
 
     @field_validator("environment")
     @classmethod
@@ -109,14 +147,28 @@ class AppSpec(Model):
     )
     gateway: GatewaySpec = GatewaySpec()
     functions: dict[str, FunctionSpec] = Field(default_factory=dict)
+    queues: dict[str, QueueSpec] = Field(default_factory=dict)
+    topics: dict[str, TopicSpec] = Field(default_factory=dict)
+    streams: dict[str, StreamSpec] = Field(default_factory=dict)
+    tables: dict[str, TableSpec] = Field(default_factory=dict)
+    buckets: dict[str, BucketSpec] = Field(default_factory=dict)
+
+    def resources(self) -> dict[str, Resource]:
+        """Every declared resource by name (names are unique across kinds)."""
+        found: dict[str, Resource] = {}
+        for kind in (self.queues, self.topics, self.streams, self.tables, self.buckets):
+            found.update(kind)
+        return found
 
     @model_validator(mode="after")
     def _check_functions(self) -> AppSpec:
+        self._check_resources()
         routes: dict[tuple[str, str], str] = {}
         for key, function in self.functions.items():
             if key != function.name:
                 raise ValueError(f"function key {key!r} differs from its name {function.name!r}")
-            for trigger in function.triggers:
+            self._check_references(function)
+            for trigger in function.http_triggers():
                 other = routes.get(trigger.route_key())
                 if other is not None:
                     raise ValueError(
@@ -125,3 +177,62 @@ class AppSpec(Model):
                     )
                 routes[trigger.route_key()] = function.name
         return self
+
+    def _check_resources(self) -> None:
+        seen: dict[str, str] = {}
+        kinds = {"queue": self.queues, "topic": self.topics, "stream": self.streams}
+        kinds |= {"table": self.tables, "bucket": self.buckets}
+        for kind, declared in kinds.items():
+            assert isinstance(declared, dict)
+            for key, resource in declared.items():
+                if key != resource.name:
+                    raise ValueError(f"{kind} key {key!r} differs from its name {resource.name!r}")
+                if key in seen:
+                    raise ValueError(f"{seen[key]} and {kind} are both named {key!r}")
+                if key in self.functions:
+                    raise ValueError(f"a function and a {kind} are both named {key!r}")
+                seen[key] = kind
+        for queue in self.queues.values():
+            target = queue.dead_letter
+            if target is not None and target not in self.queues:
+                raise ValueError(f"queue {queue.name!r}: dead_letter {target!r} is not a queue")
+            if target is not None and self.queues[target].fifo != queue.fifo:
+                raise ValueError(
+                    f"queue {queue.name!r}: a FIFO queue's dead-letter queue must be FIFO too, "
+                    "and a standard queue's standard"
+                )
+        for topic in self.topics.values():
+            for subscription in topic.subscriptions:
+                if subscription.queue not in self.queues:
+                    raise ValueError(
+                        f"topic {topic.name!r}: subscribed queue {subscription.queue!r} "
+                        "is not declared"
+                    )
+
+    def _check_references(self, function: FunctionSpec) -> None:
+        resources = self.resources()
+        where = f"function {function.name!r}"
+        for name in function.uses:
+            if name not in resources:
+                raise ValueError(f"{where}: uses {name!r}, which is not a declared resource")
+        kinds: dict[type[Model], dict[str, Any]] = {
+            QueueTrigger: self.queues, TopicTrigger: self.topics, StreamTrigger: self.streams,
+            TableTrigger: self.tables, BucketTrigger: self.buckets,
+        }  # fmt: skip
+        for trigger in function.triggers:
+            if isinstance(trigger, HttpTrigger | ScheduleTrigger):
+                continue
+            if trigger.source not in kinds[type(trigger)]:
+                raise ValueError(
+                    f"{where}: its {trigger.type} trigger names {trigger.source!r}, "
+                    f"which is not a declared {trigger.type}"
+                )
+        for field, target in function.failure.targets():
+            if target not in self.queues and target not in self.topics:
+                if target not in self.functions:
+                    raise ValueError(
+                        f"{where}: failure.{field} {target!r} is not a queue, topic or function"
+                    )
+
+
+Resource = QueueSpec | TopicSpec | StreamSpec | TableSpec | BucketSpec

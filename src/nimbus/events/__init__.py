@@ -1,0 +1,1 @@
+"""Event envelopes: CloudEvents attributes, trace context, and the AWS Lambda shapes."""

@@ -1,0 +1,1 @@
+"""Handles that function code uses to call the platform's services."""

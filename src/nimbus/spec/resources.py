@@ -1,0 +1,218 @@
+"""Declared services (BaaS resources) and the event triggers that connect them to functions.
+
+Each resource spec is also the configuration its backend is created with: the embedded and the
+cluster backends read the same fields. Defaults follow the AWS service each one is modelled on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from nimbus.spec.base import NAME, NAME_RE, Model
+
+KIB = 1024
+MIB = 1024 * KIB
+DAY = 86400.0
+
+
+class QueueSpec(Model):
+    """A message queue with SQS semantics (standard, or FIFO with message groups)."""
+
+    name: str = Field(pattern=NAME)
+    fifo: bool = False
+    visibility_timeout: float = Field(30.0, ge=0, le=43200, description="s")
+    delay: float = Field(0.0, ge=0, le=900, description="default delivery delay, s")
+    retention: float = Field(4 * DAY, ge=60, le=14 * DAY, description="s")
+    max_message_bytes: int = Field(256 * KIB, ge=1, le=MIB)
+    max_receives: int | None = Field(None, ge=1, le=1000, description="then dead-letter")
+    dead_letter: str | None = Field(None, pattern=NAME, description="queue for failed messages")
+    dedup_window: float = Field(300.0, ge=1, le=DAY, description="FIFO deduplication, s")
+    content_dedup: bool = Field(False, description="FIFO: the body's hash is the dedup id")
+
+    @model_validator(mode="after")
+    def _check(self) -> QueueSpec:
+        if self.dead_letter is not None and self.max_receives is None:
+            raise ValueError("dead_letter needs max_receives")
+        if self.dead_letter == self.name:
+            raise ValueError("a queue cannot be its own dead-letter queue")
+        return self
+
+
+class QueueSubscription(Model):
+    """A topic delivering the events that match `pattern` into a queue (SNS -> SQS fan-out)."""
+
+    queue: str = Field(pattern=NAME)
+    pattern: dict[str, Any] | None = None
+
+
+class TopicSpec(Model):
+    """A publish/subscribe event bus (SNS topic / EventBridge bus)."""
+
+    name: str = Field(pattern=NAME)
+    max_message_bytes: int = Field(256 * KIB, ge=1, le=MIB)
+    subscriptions: tuple[QueueSubscription, ...] = ()
+
+
+class StreamSpec(Model):
+    """A partitioned, append-only log (Kinesis data stream)."""
+
+    name: str = Field(pattern=NAME)
+    partitions: int = Field(4, ge=1, le=256)
+    retention: float = Field(DAY, ge=60, le=365 * DAY, description="s")
+    max_record_bytes: int = Field(MIB, ge=1, le=10 * MIB)
+
+
+class IndexSpec(Model):
+    key: str = Field(min_length=1, max_length=255)
+    sort_key: str | None = Field(None, min_length=1, max_length=255)
+
+
+class TableSpec(Model):
+    """A document table with a change feed (DynamoDB table + stream)."""
+
+    name: str = Field(pattern=NAME)
+    key: str = Field(min_length=1, max_length=255, description="partition key attribute")
+    sort_key: str | None = Field(None, min_length=1, max_length=255)
+    indexes: dict[str, IndexSpec] = Field(default_factory=dict)
+    ttl: str | None = Field(None, min_length=1, max_length=255, description="expiry attribute")
+    max_item_bytes: int = Field(400 * KIB, ge=1, le=16 * MIB)
+    change_retention: float = Field(DAY, ge=60, le=365 * DAY, description="change feed, s")
+
+    @field_validator("indexes")
+    @classmethod
+    def _check_index_names(cls, indexes: dict[str, IndexSpec]) -> dict[str, IndexSpec]:
+        for name in indexes:
+            if not NAME_RE.match(name):
+                raise ValueError(f"index name {name!r} is not a valid name")
+        return indexes
+
+
+class BucketSpec(Model):
+    """An object store bucket (S3)."""
+
+    name: str = Field(pattern=NAME)
+    max_object_bytes: int = Field(5 * 1024 * MIB, ge=1)
+
+
+# Triggers of asynchronous sources. `source` names the resource; `type` tells them apart.
+
+
+class QueueTrigger(Model):
+    type: Literal["queue"] = "queue"
+    queue: str = Field(pattern=NAME)
+    batch_size: int = Field(10, ge=1, le=10000)
+    batching_window: float = Field(0.0, ge=0, le=300, description="wait to fill a batch, s")
+    concurrency: int | None = Field(None, ge=1, le=1000, description="batches at once")
+
+    @property
+    def source(self) -> str:
+        return self.queue
+
+    @property
+    def label(self) -> str:
+        return f"queue {self.queue}"
+
+
+class TopicTrigger(Model):
+    type: Literal["topic"] = "topic"
+    topic: str = Field(pattern=NAME)
+    pattern: dict[str, Any] | None = None
+
+    @property
+    def source(self) -> str:
+        return self.topic
+
+    @property
+    def label(self) -> str:
+        return f"topic {self.topic}"
+
+
+StartingPosition = Literal["latest", "oldest", "at_time"]
+
+
+class StreamTrigger(Model):
+    type: Literal["stream"] = "stream"
+    stream: str = Field(pattern=NAME)
+    batch_size: int = Field(100, ge=1, le=10000)
+    batching_window: float = Field(0.0, ge=0, le=300, description="s")
+    start: StartingPosition = "latest"
+    start_time: float | None = Field(None, description="epoch seconds, with start=at_time")
+    bisect_on_error: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> StreamTrigger:
+        if (self.start == "at_time") != (self.start_time is not None):
+            raise ValueError("start_time is given exactly when start is 'at_time'")
+        return self
+
+    @property
+    def source(self) -> str:
+        return self.stream
+
+    @property
+    def label(self) -> str:
+        return f"stream {self.stream}"
+
+
+class TableTrigger(Model):
+    type: Literal["table"] = "table"
+    table: str = Field(pattern=NAME)
+    batch_size: int = Field(100, ge=1, le=10000)
+    batching_window: float = Field(0.0, ge=0, le=300, description="s")
+    start: Literal["latest", "oldest"] = "latest"
+    bisect_on_error: bool = True
+
+    @property
+    def source(self) -> str:
+        return self.table
+
+    @property
+    def label(self) -> str:
+        return f"table {self.table}"
+
+
+BucketEvent = Literal["created", "deleted"]
+
+
+class BucketTrigger(Model):
+    type: Literal["bucket"] = "bucket"
+    bucket: str = Field(pattern=NAME)
+    events: tuple[BucketEvent, ...] = ("created",)
+    prefix: str = Field("", max_length=1024)
+    suffix: str = Field("", max_length=1024)
+
+    @property
+    def source(self) -> str:
+        return self.bucket
+
+    @property
+    def label(self) -> str:
+        return f"bucket {self.bucket}"
+
+
+MissedTicks = Literal["skip", "once", "all"]
+
+
+class ScheduleTrigger(Model):
+    """`cron(m h dom mon dow)` or a plain five-field cron line, or `rate(N unit)`."""
+
+    type: Literal["schedule"] = "schedule"
+    expression: str = Field(min_length=1, max_length=256)
+    timezone: str = Field("UTC", min_length=1, max_length=64)
+    missed: MissedTicks = Field(
+        "once", description="ticks missed while down: skip, fire once, or fire each"
+    )
+    payload: Any = None
+
+    @property
+    def source(self) -> str:
+        return self.expression
+
+    @property
+    def label(self) -> str:
+        return f"schedule {self.expression} ({self.timezone})"
+
+
+Destination = str  # the name of a queue, topic or function

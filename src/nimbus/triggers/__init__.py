@@ -1,0 +1,1 @@
+"""Event sources -> invoker adapters, all under the one FailurePolicy."""
