@@ -129,7 +129,7 @@ def list_functions(url: Url = None, as_json: AsJson = False) -> None:
         return
     table = Table("function", "triggers", "instances", "busy", "limits")
     for f in functions:
-        triggers = ", ".join(f"{t['method']} {t['path']}" for t in f["triggers"]) or "-"
+        triggers = ", ".join(f["trigger_labels"]) or "-"
         limits = f"{f['timeout']:g}s {f['memory_mb']}MB x{f['concurrency']} <= {f['max_instances']}"
         table.add_row(f["name"], triggers, str(f["instances"]), str(f["busy"]), limits)
     out.print(table)
@@ -295,12 +295,13 @@ def dlq_list(
     if as_json:
         _print_json(letters)
         return
-    table = Table("id", "function", "attempts", "failed", "error")
+    table = Table("id", "source", "function", "attempts", "failed", "error")
     for letter in letters:
         error = letter["error"] or {}
         table.add_row(
             letter["id"],
-            letter["function"],
+            letter["source"],
+            letter["function"] or "-",
             str(letter["attempts"]),
             time.strftime("%H:%M:%S", time.localtime(letter["failed_at"])),
             f"{error.get('type', '')}: {error.get('message', '')}",

@@ -13,9 +13,13 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
+from nimbus.backends.embedded import open_services
 from nimbus.compute.async_invoke import AsyncInvoker
+from nimbus.compute.failures import Destinations, FailureRouter
+from nimbus.compute.instance import Host
 from nimbus.compute.invoker import Invoker
 from nimbus.compute.pool import Pool
+from nimbus.compute.service_calls import ServiceCalls
 from nimbus.compute.spawner import Zygote
 from nimbus.edge.router import Router
 from nimbus.errors import NimbusError
@@ -23,6 +27,8 @@ from nimbus.ops.logs import LogSink
 from nimbus.ops.store import Store
 from nimbus.spec.model import AppSpec
 from nimbus.spec.plan import Plan, make_plan
+from nimbus.triggers.base import Platform
+from nimbus.triggers.supervisor import Triggers
 
 TICK = 0.5  # seconds between scale-to-zero / keep-warm passes
 STOP_GRACE = 10.0  # seconds running async invocations get to finish at shutdown
@@ -33,9 +39,20 @@ class Controller:
     def __init__(self, data_dir: Path, *, echo: TextIO | None = None, fsync: bool = False) -> None:
         self.store = Store(data_dir, fsync=fsync)
         self.logs = LogSink(self.store, echo)
+        self.services = open_services(data_dir, fsync=fsync)
         self.pools: dict[str, Pool] = {}
         self.invoker = Invoker(self.pools, self.store, self.logs)
         self.jobs = AsyncInvoker(self.invoker, self.store, self.logs)
+        destinations = Destinations(self.services, self._current_spec, self.jobs.submit)
+        self.failures = FailureRouter(destinations, self.store, self.logs)
+        self.jobs.failures = self.failures
+        self._host = Host(self.logs, ServiceCalls(self.services, self._current_spec, self.logs))
+        self.triggers = Triggers(
+            Platform(
+                self.invoker, self.jobs, self.services, self.store, self.logs,
+                self.failures, self._current_spec,
+            )
+        )  # fmt: skip
         self.spec: AppSpec | None = None
         self.router = Router()
         self.max_body_bytes = AppSpec.model_fields["gateway"].default.max_body_bytes
@@ -56,6 +73,7 @@ class Controller:
         self._stopping = True
         if self._ticker is not None:
             self._ticker.cancel()
+        await self.triggers.stop(STOP_GRACE)
         await self.jobs.stop(STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
@@ -66,6 +84,7 @@ class Controller:
             zygote.close()  # its instances die with it
         if closing:
             await asyncio.wait(closing, timeout=5.0)
+        await self.services.close()
         self.store.close()
 
     def plan(self, spec: AppSpec) -> Plan:
@@ -79,6 +98,7 @@ class Controller:
             fresh = code_changed or current is None or current.closed or self._preload_changed(spec)
             if plan.empty and not fresh:
                 return plan
+            await self.triggers.create_resources(spec)
             zygote = await self._new_zygote(spec) if fresh else current
             assert zygote is not None
             retired: list[Pool] = []
@@ -87,7 +107,7 @@ class Controller:
                 if pool is None or pool.spec != function or pool.zygote is not zygote:
                     if pool is not None:
                         retired.append(pool)
-                    self.pools[name] = Pool(function, spec.root, zygote, self.logs)
+                    self.pools[name] = Pool(function, spec.root, zygote, self._host)
                     self._pools_of[zygote].add(self.pools[name])
                     self.pools[name].ensure_minimum()
             retired += [
@@ -99,14 +119,19 @@ class Controller:
             for pool in retired:
                 self._background(self._retire(pool))
             self._close_unused_zygotes()
+            await self.triggers.reconcile(spec)
             return plan
+
+    def _current_spec(self) -> AppSpec | None:
+        return self.spec
 
     def describe_functions(self) -> list[dict[str, Any]]:
         return [
             {
                 "name": name,
                 "handler": pool.spec.handler,
-                "triggers": [t.model_dump() for t in pool.spec.triggers],
+                "triggers": [t.model_dump(mode="json") for t in pool.spec.triggers],
+                "trigger_labels": [t.label for t in pool.spec.triggers],
                 "instances": len(pool.instances),
                 "busy": pool.busy_instances,
                 "waiting": pool.waiting,
@@ -170,6 +195,7 @@ class Controller:
             for pool in list(self.pools.values()):
                 pool.reap_idle(now)
                 pool.ensure_minimum()
+            self.triggers.maintain()
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 SHORT = 12
 _random = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
+os.register_at_fork(after_in_child=_random.seed)  # forked instances must not repeat each other
 
 
 def new_id() -> str:

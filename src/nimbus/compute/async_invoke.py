@@ -1,17 +1,23 @@
 """Asynchronous invocation: accept durably, run when capacity allows, retry with backoff like
-AWS Lambda (2 retries by default), then dead-letter with the last error."""
+AWS Lambda (2 retries by default), then dead-letter with the last error.
+
+Push-style triggers (topics, object events, schedules) and destinations submit here too, so
+they share its durability, retries, destinations and dead letters.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+from nimbus.compute.failures import Condition, FailedEvent, FailureRouter
 from nimbus.compute.invoker import EventExpired, Invoker
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import NotFound
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import DeadLetter, Job, Store
+from nimbus.spec.model import FailurePolicy
 
 
 class AsyncInvoker:
@@ -22,14 +28,20 @@ class AsyncInvoker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[None]] = set()  # inside an invocation right now
         self._stopping = False
+        self.failures: FailureRouter | None = None  # set by the controller, which owns targets
 
-    async def submit(self, function: str, payload: bytes) -> Job:
-        """Accept an invocation; returns once the acceptance is committed to disk."""
+    async def submit(
+        self, function: str, payload: bytes, trigger: str = "async", *, job_id: str | None = None
+    ) -> Job:
+        """Accept an invocation; returns once the acceptance is committed to disk. Submitting
+        a `job_id` that was accepted before returns that job and runs nothing again."""
         self._invoker.pool(function)  # unknown function: NotFound, nothing stored
+        if job_id is not None and (accepted := await self._store.job(job_id)) is not None:
+            return accepted
         now = time.time()
         job = Job(
-            id=new_id(), function=function, payload=payload, status="queued",
-            attempts=0, created_at=now, next_at=now, updated_at=now,
+            id=job_id or new_id(), function=function, payload=payload, status="queued",
+            attempts=0, created_at=now, next_at=now, updated_at=now, trigger=trigger,
         )  # fmt: skip
         await self._store.put_job(job, durable=True)
         self._schedule(job)
@@ -50,7 +62,7 @@ class AsyncInvoker:
             raise NotFound(f"no dead letter {letter_id!r}")
         job = Job(
             id=job_id, function=letter.function, payload=letter.payload, status="queued",
-            attempts=0, created_at=now, next_at=now, updated_at=now,
+            attempts=0, created_at=now, next_at=now, updated_at=now, trigger=letter.source,
         )  # fmt: skip
         self._schedule(job)
         return job
@@ -92,7 +104,7 @@ class AsyncInvoker:
             return
         expires_at = job.created_at + policy.max_event_age
         if time.time() > expires_at:
-            await self._dead_letter(job, job.error or _too_old(policy.max_event_age))
+            await self._fail(job, job.error or _too_old(policy.max_event_age), "EventAgeExceeded")
             return
         job.status, job.updated_at = "running", time.time()
         await self._store.put_job(job, durable=False)
@@ -101,14 +113,14 @@ class AsyncInvoker:
         self._running.add(task)
         try:
             invocation = await self._invoker.invoke(
-                job.function, trigger="async", payload=job.payload, wait=True, job_id=job.id,
-                expires_at=expires_at,
+                job.function, trigger=job.trigger, payload=job.payload, wait=True,
+                job_id=job.id, expires_at=expires_at,
             )  # fmt: skip
         except NotFound as error:
             await self._dead_letter(job, ErrorInfo("Init", "FunctionNotFound", error.message))
             return
         except EventExpired:
-            await self._dead_letter(job, job.error or _too_old(policy.max_event_age))
+            await self._fail(job, job.error or _too_old(policy.max_event_age), "EventAgeExceeded")
             return
         finally:
             self._running.discard(task)
@@ -118,15 +130,46 @@ class AsyncInvoker:
         if invocation.error is None:
             job.status, job.result, job.error = "succeeded", invocation.result.value, None
             await self._store.put_job(job, durable=False)
+            if self.failures is not None:
+                await self.failures.succeeded(
+                    policy, function=job.function, request_id=invocation.record.id,
+                    payload=job.payload, result=job.result or b"null", attempts=job.attempts,
+                )  # fmt: skip
             return
         job.error = invocation.error
         delay = policy.backoff * 2 ** (job.attempts - 1)
-        if job.attempts > policy.retries or job.updated_at + delay > expires_at:
-            await self._dead_letter(job, invocation.error)
+        if job.attempts > policy.retries:
+            await self._fail(job, invocation.error, "RetriesExhausted")
+            return
+        if job.updated_at + delay > expires_at:
+            await self._fail(job, invocation.error, "EventAgeExceeded")
             return
         job.status, job.next_at = "retrying", job.updated_at + delay
         await self._store.put_job(job, durable=True)
         self._schedule(job)
+
+    async def _fail(self, job: Job, error: ErrorInfo, condition: Condition) -> None:
+        """Out of retries or too old: the failure router takes it from here."""
+        job.error, job.status, job.updated_at = error, "failed", time.time()
+        policy = self._policy(job.function)
+        if self.failures is None or policy is None:
+            await self._dead_letter(job, error)
+            return
+        await self._store.put_job(job, durable=True)
+        await self.failures.failed(
+            policy,
+            FailedEvent(
+                function=job.function, source=job.trigger, payload=job.payload, error=error,
+                attempts=job.attempts, condition=condition, first_seen=job.created_at,
+                request_id=job.request_ids[-1] if job.request_ids else "", job_id=job.id,
+            ),
+        )  # fmt: skip
+
+    def _policy(self, function: str) -> FailurePolicy | None:
+        try:
+            return self._invoker.pool(function).spec.failure
+        except NotFound:
+            return None
 
     async def _dead_letter(self, job: Job, error: ErrorInfo) -> None:
         now = time.time()
@@ -134,6 +177,7 @@ class AsyncInvoker:
         letter = DeadLetter(
             id=new_id(), function=job.function, payload=job.payload, error=error,
             attempts=job.attempts, job_id=job.id, created_at=job.created_at, failed_at=now,
+            source=job.trigger,
         )  # fmt: skip
         await self._store.add_dead_letter(letter, job)
 

@@ -13,7 +13,11 @@ from typing import Any
 import msgspec
 
 from nimbus.compute.protocol import ErrorInfo, ErrorKind, HttpEvent, HttpReply
+from nimbus.context import Context
 from nimbus.errors import HTTPError
+from nimbus.events import aws
+from nimbus.events.lambda_context import LambdaContext
+from nimbus.events.types import PAYLOADS
 from nimbus.http import Request, Response
 
 HandlerFunc = Callable[..., Any]
@@ -46,10 +50,27 @@ def wants_context(handler: HandlerFunc) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
-def make_event(http: HttpEvent | None, payload: bytes) -> Any:
-    if http is None:
+def make_event(http: HttpEvent | None, payload: bytes, trigger: str, style: str) -> Any:
+    """The handler's event: a Request, a typed event of `nimbus.events.types`, or (style aws,
+    and for direct invocations) the JSON payload as it is."""
+    if http is not None:
+        if style == "aws":
+            return aws.http_api_event(http)
+        return Request(
+            http.method, http.path, http.params, http.query_string, http.headers, http.body
+        )
+    typed = PAYLOADS.get(trigger.partition(":")[0]) if style != "aws" else None
+    if typed is None:
         return msgspec.json.decode(payload)
-    return Request(http.method, http.path, http.params, http.query_string, http.headers, http.body)
+    return msgspec.json.decode(payload, type=typed)
+
+
+def make_context(style: str, context: Context) -> Any:
+    return LambdaContext.from_context(context) if style == "aws" else context
+
+
+def shape_reply(style: str, value: Any) -> HttpReply:
+    return aws.http_reply(value) if style == "aws" else shape_http(value)
 
 
 def shape_http(value: Any) -> HttpReply:

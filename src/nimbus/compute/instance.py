@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -22,6 +24,8 @@ from nimbus.compute.protocol import (
     Log,
     Ready,
     Result,
+    ServiceCall,
+    ServiceReply,
     WorkerConfig,
     pack,
 )
@@ -29,10 +33,23 @@ from nimbus.compute.spawner import Zygote, ZygoteError
 from nimbus.errors import NimbusError
 
 LogSink = Callable[[str, Log], None]
+ServiceHandler = Callable[[str, ServiceCall], Awaitable[ServiceReply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """What the controller gives every instance: where its logs go, who answers its service
+    calls (with the calling function's name, so that permissions can be checked)."""
+
+    on_log: LogSink
+    on_call: ServiceHandler
+
+
 EXIT_STATUS_WAIT = 2.0
 INIT_LIMIT = 10.0  # seconds to fork and load the handler (AWS Lambda's init phase limit)
 CANCEL_GRACE = 2.0  # seconds a cancelled async invocation gets to stop before the kill
 _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(FromWorker)
+_call_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ServiceCall)
 
 
 class InitError(NimbusError):
@@ -58,7 +75,7 @@ def describe_exit(status: int | None) -> str:
 class Instance:
     """A running worker process of one function."""
 
-    def __init__(self, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> None:
+    def __init__(self, config: WorkerConfig, zygote: Zygote, host: Host) -> None:
         self.config = config
         self.function = config.function
         self.capacity = config.concurrency
@@ -69,7 +86,9 @@ class Instance:
         self.last_used = time.monotonic()
         self.alive = True
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._on_log = on_log
+        self._on_log = host.on_log
+        self._host = host
+        self._services: asyncio.Transport | None = None
         self._ready: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
         self._inflight: dict[str, tuple[asyncio.Future[Result], asyncio.TimerHandle]] = {}
         self._transport: asyncio.Transport | None = None
@@ -79,13 +98,14 @@ class Instance:
         self.on_slot_free: Callable[[Instance], None] | None = None
 
     @classmethod
-    async def start(cls, config: WorkerConfig, zygote: Zygote, on_log: LogSink) -> Instance:
+    async def start(cls, config: WorkerConfig, zygote: Zygote, host: Host) -> Instance:
         """Fork an instance and wait until its handler is loaded (raises InitError if not,
         or if loading takes longer than INIT_LIMIT, like Lambda's init phase)."""
-        instance = cls(config, zygote, on_log)
+        instance = cls(config, zygote, host)
         try:
             async with asyncio.timeout(INIT_LIMIT):
-                instance.pid, sock = await zygote.spawn(config)
+                instance.pid, sock, services = await zygote.spawn(config)
+                await instance._serve_services(services)
                 loop = asyncio.get_running_loop()
                 instance._transport, _ = await loop.connect_accepted_socket(
                     lambda: _Protocol(instance), sock
@@ -99,6 +119,11 @@ class Instance:
             raise InitError(ErrorInfo("Init", "ZygoteUnavailable", error.message)) from None
         instance.init_ms = ready.init_ms
         return instance
+
+    async def _serve_services(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = _ServiceProtocol(self.function, self._host.on_call, self.kill)
+        self._services, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
 
     @property
     def has_free_slot(self) -> bool:
@@ -122,6 +147,8 @@ class Instance:
         self.alive = False
         if self._transport is not None:
             self._transport.close()
+        if self._services is not None:
+            self._services.close()
 
     def kill(self, reason: str) -> None:
         self.alive = False
@@ -186,6 +213,8 @@ class Instance:
             except (TimeoutError, asyncio.CancelledError):
                 status = None
             self.zygote.forget(self.pid)
+        if self._services is not None:
+            self._services.close()
         reason = describe_exit(status)
         if self._killed_by_us:
             reason = f"{reason} ({self._killed_by_us})"
@@ -223,3 +252,41 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._instance.on_lost()
+
+
+class _ServiceProtocol(asyncio.Protocol):
+    """The controller's end of an instance's service socket: each call is answered by the host
+    in a task of its own, replies go back tagged with the call's id."""
+
+    def __init__(self, function: str, on_call: ServiceHandler, kill: Callable[[str], None]):
+        self._function = function
+        self._on_call = on_call
+        self._kill = kill
+        self._buffer = FrameBuffer(_call_decoder)
+        self._transport: asyncio.WriteTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a stream socket's: writable
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            calls = self._buffer.feed(data)
+        except (msgspec.DecodeError, ValueError):
+            self._kill("it sent a service call that cannot be read")
+            return
+        for call in calls:
+            assert isinstance(call, ServiceCall)
+            task = asyncio.get_running_loop().create_task(self._answer(call))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, call: ServiceCall) -> None:
+        reply = await self._on_call(self._function, call)
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(pack(reply))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        for task in self._tasks:
+            task.cancel()

@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from nimbus.compute.instance import Instance, LogSink
+from nimbus.compute.instance import Host, Instance
 from nimbus.compute.protocol import Log, WorkerConfig
 from nimbus.compute.spawner import Zygote
 from nimbus.errors import NimbusError, Throttled
@@ -40,15 +40,16 @@ class _Start:
 
 
 class Pool:
-    def __init__(self, spec: FunctionSpec, root: str, zygote: Zygote, on_log: LogSink) -> None:
+    def __init__(self, spec: FunctionSpec, root: str, zygote: Zygote, host: Host) -> None:
         self.spec = spec
         self.zygote = zygote
         self.config = WorkerConfig(
-            spec.name, spec.handler, root, spec.memory_mb, spec.concurrency, dict(spec.environment)
-        )
+            spec.name, spec.handler, root, spec.memory_mb, spec.concurrency,
+            dict(spec.environment), spec.style,
+        )  # fmt: skip
         self.instances: list[Instance] = []
         self.cold_starts = 0
-        self._on_log = on_log
+        self._host = host
         self._starts: list[_Start] = []
         self._waiters: deque[asyncio.Future[Lease]] = deque()
         self._draining = False
@@ -157,7 +158,7 @@ class Pool:
 
     async def _run_start(self, start: _Start) -> None:
         try:
-            instance = await Instance.start(self.config, self.zygote, self._on_log)
+            instance = await Instance.start(self.config, self.zygote, self._host)
         except BaseException as error:
             self._starts.remove(start)
             self._start_failures += 1
@@ -166,7 +167,7 @@ class Pool:
             start.done.exception()  # marked retrieved: its claimants may have gone
             if start.claims == 0:
                 message = f"an instance failed to start: {error}"
-                self._on_log(self.spec.name, Log("", "ERROR", message, time.time()))
+                self._host.on_log(self.spec.name, Log("", "ERROR", message, time.time()))
                 self._fail_one_waiter(error)  # the waiter it was started for
             elif self._waiters:
                 self._replace()  # its slot is free again: start for those still waiting

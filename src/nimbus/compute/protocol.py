@@ -58,6 +58,8 @@ class WorkerConfig(msgspec.Struct, array_like=True):
     memory_mb: int
     concurrency: int
     environment: dict[str, str]
+    style: str = "nimbus"
+    """`aws`: events shaped as AWS Lambda documents them, and a Lambda-like context."""
 
 
 # controller -> worker
@@ -124,6 +126,23 @@ class Exited(Frame):
     pid: int
     status: int
     """As `subprocess` returncodes: exit code, or minus the signal number."""
+
+
+# worker -> controller on the instance's service socket, and the answer back
+class ServiceCall(Frame):
+    """A function calls a service through its SDK handle: `op` is the service's own tagged
+    operation struct, msgpack-encoded; the controller decodes it by the resource's kind."""
+
+    id: int
+    request_id: str
+    resource: str
+    op: bytes
+
+
+class ServiceReply(Frame):
+    id: int
+    value: bytes = b"\xc0"  # msgpack nil
+    error: ErrorInfo | None = None
 
 
 ToWorker = Invoke | Cancel

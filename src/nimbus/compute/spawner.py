@@ -98,27 +98,35 @@ class Zygote:
             raise ZygoteError(f"the zygote did not start (exit status {process.poll()})") from None
         return zygote
 
-    async def spawn(self, config: WorkerConfig) -> tuple[int, socket.socket]:
-        """Fork a new instance; returns its pid and the controller's end of its socket."""
+    async def spawn(self, config: WorkerConfig) -> tuple[int, socket.socket, socket.socket]:
+        """Fork a new instance; returns its pid and the controller's ends of its two sockets:
+        invocations, and the service calls its code makes."""
         if self.closed:
             raise ZygoteError("the zygote has exited")
         token = next(self._tokens)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        services, services_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spawned = asyncio.get_running_loop().create_future()
         self._spawning[token] = spawned
         try:
             try:
-                socket.send_fds(self._commands, [encode(Spawn(token, config))], [child.fileno()])
+                socket.send_fds(
+                    self._commands,
+                    [encode(Spawn(token, config))],
+                    [child.fileno(), services_child.fileno()],
+                )
             except OSError as error:
                 raise ZygoteError(f"the zygote does not answer: {error}") from None
             pid = await spawned
         except BaseException:
             self._spawning.pop(token, None)
             parent.close()
+            services.close()
             raise
         finally:
             child.close()
-        return pid, parent
+            services_child.close()
+        return pid, parent, services
 
     def exit_status(self, pid: int) -> asyncio.Future[int | None]:
         """Resolves with the instance's exit status (negative: killed by that signal), or None

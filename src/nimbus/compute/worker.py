@@ -38,6 +38,7 @@ from nimbus.compute.protocol import (
 )
 from nimbus.context import Context
 from nimbus.errors import HTTPError
+from nimbus.sdk import client
 
 current_request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="")
 _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ToWorker)
@@ -119,7 +120,8 @@ class Runner:
 
     def prepare(self, frame: Invoke) -> tuple[Any, ...]:
         current_request.set(frame.id)
-        event = handlers.make_event(frame.http, frame.payload)
+        style = self.config.style
+        event = handlers.make_event(frame.http, frame.payload, frame.trigger, style)
         if not self.with_context:
             return (event,)
         context = Context(
@@ -131,13 +133,18 @@ class Runner:
             frame.trigger,
             self.logger,
         )
-        return (event, context)
+        return (event, handlers.make_context(style, context))
 
     def finish(self, frame: Invoke, started: float, value: Any) -> Result:
         duration = (time.perf_counter() - started) * 1000
         try:
             if frame.http is not None:
-                return Result(frame.id, duration, _peak_kb(), http=handlers.shape_http(value))
+                return Result(
+                    frame.id,
+                    duration,
+                    _peak_kb(),
+                    http=handlers.shape_reply(self.config.style, value),
+                )
             return Result(frame.id, duration, _peak_kb(), value=msgspec.json.encode(value))
         except Exception as error:  # not JSON-able, or not a valid HTTP response
             wrapped = TypeError(f"the handler's result cannot be sent back: {error}")
@@ -180,10 +187,11 @@ class Runner:
         return self.finish(frame, started, value)
 
 
-def main(sock: socket.socket, config: WorkerConfig) -> NoReturn:
+def main(sock: socket.socket, services: socket.socket, config: WorkerConfig) -> NoReturn:
     """Entry point in the forked child. Never returns."""
     started = time.perf_counter()
     channel = Channel(sock)
+    client.install(services, current_request)
     _limit_memory(config.memory_mb)
     _set_environment(config)
     _capture_output(channel)

@@ -3,7 +3,8 @@ a new function instance per Spawn request, so that a cold start is a fork, not a
 
     python -m nimbus.compute.zygote CMD_FD EVENT_FD ROOT [MODULE ...]
 
-CMD_FD is a SEQPACKET socket: one Spawn frame per message, the instance's socket attached.
+CMD_FD is a SEQPACKET socket: one Spawn frame per message, the instance's two sockets attached
+(invocations, and service calls from the function's code).
 EVENT_FD is a stream socket for Spawned / Exited frames back to the controller.
 """
 
@@ -77,16 +78,16 @@ def main(argv: list[str]) -> NoReturn:
             _drain(wake_read)
             _reap(events)
         if commands.fileno() in readable:
-            message, fds, _, _ = socket.recv_fds(commands, 1 << 20, 1)
+            message, fds, _, _ = socket.recv_fds(commands, 1 << 20, 2)
             if not message:
                 os._exit(0)
             spawn = _spawn_decoder.decode(message)
-            _fork(spawn, fds[0], events, (commands, events), (wake_read, wake_write))
+            _fork(spawn, fds, events, (commands, events), (wake_read, wake_write))
 
 
 def _fork(
     spawn: Spawn,
-    fd: int,
+    fds: list[int],
     events: socket.socket,
     sockets: tuple[socket.socket, ...],
     pipe: tuple[int, int],
@@ -101,10 +102,12 @@ def _fork(
             for end in pipe:
                 os.close(end)
             die_with_parent()
-            worker.main(socket.socket(fileno=fd), spawn.config)
+            invocations, services = (socket.socket(fileno=fd) for fd in fds)
+            worker.main(invocations, services, spawn.config)
         finally:
             os._exit(70)
-    os.close(fd)
+    for fd in fds:
+        os.close(fd)
     events.sendall(pack(Spawned(spawn.token, pid)))
 
 

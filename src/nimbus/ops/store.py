@@ -1,9 +1,11 @@
-"""The platform's own records, in SQLite: invocations, logs, async jobs and dead letters."""
+"""The platform's own records, in SQLite: invocations, logs, async jobs, dead letters of every
+source, and the checkpoints of ordered consumers (streams, change feeds, object events)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,14 +32,23 @@ CREATE INDEX IF NOT EXISTS logs_by_request ON logs (request_id);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL,
     attempts INTEGER NOT NULL, created_at REAL NOT NULL, next_at REAL NOT NULL,
-    updated_at REAL NOT NULL, result BLOB, error TEXT, request_ids TEXT NOT NULL);
+    updated_at REAL NOT NULL, result BLOB, error TEXT, request_ids TEXT NOT NULL,
+    trigger TEXT NOT NULL DEFAULT 'async');
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (status)
     WHERE status IN ('queued', 'running', 'retrying');
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, error TEXT,
     attempts INTEGER NOT NULL, job_id TEXT NOT NULL, created_at REAL NOT NULL,
-    failed_at REAL NOT NULL);
+    failed_at REAL NOT NULL, source TEXT NOT NULL DEFAULT 'async');
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer TEXT NOT NULL, partition TEXT NOT NULL, position INTEGER NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (consumer, partition));
 """
+MIGRATIONS = [
+    # 1: dead letters and jobs of every trigger, not only of asynchronous invocations
+    "ALTER TABLE jobs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'async';"
+    "ALTER TABLE dead_letters ADD COLUMN source TEXT NOT NULL DEFAULT 'async';",
+]
 
 
 class InvocationRecord(msgspec.Struct, kw_only=True):
@@ -79,6 +90,8 @@ class Job(msgspec.Struct, kw_only=True):
     result: bytes | None = None
     error: ErrorInfo | None = None
     request_ids: list[str] = []
+    trigger: str = "async"
+    """What caused it: `async` (an asynchronous invoke), or `topic:NAME`, `bucket:NAME`, ..."""
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -90,6 +103,8 @@ class DeadLetter(msgspec.Struct, kw_only=True):
     job_id: str
     created_at: float
     failed_at: float
+    source: str = "async"
+    """The trigger the event came from (`async`, `queue:NAME`, `stream:NAME`, ...)."""
 
 
 def _error_json(error: ErrorInfo | None) -> str | None:
@@ -107,7 +122,9 @@ FLUSH_DELAY = 0.05  # seconds records and logs gather on the loop before one bat
 
 class Store:
     def __init__(self, data_dir: Path, *, fsync: bool = False) -> None:
-        self.db = Database(data_dir / "platform.db", SCHEMA, fsync=fsync)
+        _migrate(data_dir / "platform.db")
+        schema = f"{SCHEMA}\nPRAGMA user_version = {len(MIGRATIONS)};"
+        self.db = Database(data_dir / "platform.db", schema, fsync=fsync)
         self._records: list[tuple[Any, ...]] = []
         self._logs: list[tuple[Any, ...]] = []
         self._flush_scheduled = False
@@ -174,7 +191,7 @@ class Store:
 
     # async jobs: acceptance waits for the commit
     async def put_job(self, job: Job, *, durable: bool) -> None:
-        sql = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        sql = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         params = (
             job.id,
             job.function,
@@ -187,6 +204,7 @@ class Store:
             job.result,
             _error_json(job.error),
             msgspec.json.encode(job.request_ids).decode(),
+            job.trigger,
         )
         if durable:
             await self.db.write(sql, params)
@@ -205,11 +223,12 @@ class Store:
         return [_job(row) for row in rows]
 
     # dead letters
-    async def add_dead_letter(self, letter: DeadLetter, job: Job) -> None:
-        """Record the dead letter; the job's final state is committed no later than it."""
-        await self.put_job(job, durable=False)
+    async def add_dead_letter(self, letter: DeadLetter, job: Job | None = None) -> None:
+        """Record the dead letter; its job's final state is committed no later than it."""
+        if job is not None:
+            await self.put_job(job, durable=False)
         await self.db.write(
-            "INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 letter.id,
                 letter.function,
@@ -219,6 +238,7 @@ class Store:
                 letter.job_id,
                 letter.created_at,
                 letter.failed_at,
+                letter.source,
             ),
         )
 
@@ -240,13 +260,27 @@ class Store:
             [
                 (
                     "INSERT INTO jobs SELECT ?, function, payload, 'queued', 0, ?, ?, ?, "
-                    "NULL, NULL, '[]' FROM dead_letters WHERE id = ?",
+                    "NULL, NULL, '[]', source FROM dead_letters WHERE id = ?",
                     (job_id, now, now, now, letter_id),
                 ),
                 ("DELETE FROM dead_letters WHERE id = ?", (letter_id,)),
             ]
         )
         return inserted == 1
+
+    # checkpoints of ordered consumers
+    async def save_checkpoint(self, consumer: str, partition: str, position: int) -> None:
+        """Committed before it returns: after a crash, reading resumes after `position`."""
+        await self.db.write(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?)",
+            (consumer, partition, position, time.time()),
+        )
+
+    async def checkpoints(self, consumer: str) -> dict[str, int]:
+        rows = await self.db.read(
+            "SELECT partition, position FROM checkpoints WHERE consumer = ?", (consumer,)
+        )
+        return {row["partition"]: row["position"] for row in rows}
 
 
 def _filters(**conditions: Any) -> tuple[str, tuple[Any, ...]]:
@@ -274,3 +308,18 @@ def _dead_letter(row: sqlite3.Row) -> DeadLetter:
     fields = dict(row)
     fields["error"] = _error_from(fields["error"])
     return DeadLetter(**fields)
+
+
+def _migrate(path: Path) -> None:
+    """Bring a data dir written by an earlier version up to this schema (PRAGMA user_version)."""
+    if not path.exists():
+        return
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        fresh = not connection.execute("SELECT 1 FROM sqlite_master WHERE name='jobs'").fetchone()
+        if not fresh:
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                connection.executescript(f"BEGIN; {script} PRAGMA user_version={number}; COMMIT;")
+    finally:
+        connection.close()

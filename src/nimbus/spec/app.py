@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, TypeVar, Unpack
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nimbus.errors import SpecError
 from nimbus.spec.errors import describe
-from nimbus.spec.model import AppSpec, FailurePolicy, FunctionSpec, GatewaySpec, HttpTrigger
+from nimbus.spec.model import AppSpec, FailurePolicy, FunctionSpec, GatewaySpec, Style, Trigger
+from nimbus.spec.resources import (
+    BucketEvent,
+    BucketSpec,
+    IndexSpec,
+    MissedTicks,
+    QueueSpec,
+    QueueSubscription,
+    StartingPosition,
+    StreamSpec,
+    TableSpec,
+    TopicSpec,
+)
+
+if TYPE_CHECKING:
+    from nimbus.sdk.bucket import Bucket
+    from nimbus.sdk.queue import Queue
+    from nimbus.sdk.stream import Stream
+    from nimbus.sdk.table import Table
+    from nimbus.sdk.topic import Topic
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+_trigger_adapter: TypeAdapter[Trigger] = TypeAdapter(Trigger)
+
+
+class Named(Protocol):
+    """A resource handle (or anything with the resource's name)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+ResourceRef = str | Named
 
 
 class FunctionOptions(TypedDict, total=False):
@@ -28,6 +58,8 @@ class FunctionOptions(TypedDict, total=False):
     environment: Mapping[str, str]
     preload: bool
     failure: FailurePolicy
+    style: Style
+    uses: Sequence[ResourceRef]
 
 
 @dataclass
@@ -35,7 +67,7 @@ class _Registration:
     handler: Callable[..., Any]
     name: str
     options: dict[str, Any]
-    triggers: list[HttpTrigger] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -55,6 +87,54 @@ class App:
         self.name = name
         self._gateway = {} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}
         self._registry: dict[str, _Registration] = {}
+        self._resources: dict[str, BaseModel] = {}
+
+    # resources: each returns the handle that function code uses
+    def queue(self, name: str, **options: Any) -> Queue:
+        """Declare a queue (options: see `QueueSpec`)."""
+        self._declare(QueueSpec, name, options)
+        from nimbus.sdk.queue import Queue
+
+        return Queue(name)
+
+    def topic(
+        self, name: str, *, subscriptions: Sequence[QueueSubscription] = (), **options: Any
+    ) -> Topic:
+        """Declare a topic (event bus); `subscriptions` fan matching events out to queues."""
+        self._declare(TopicSpec, name, {"subscriptions": tuple(subscriptions), **options})
+        from nimbus.sdk.topic import Topic
+
+        return Topic(name)
+
+    def stream(self, name: str, **options: Any) -> Stream:
+        """Declare a partitioned stream (options: see `StreamSpec`)."""
+        self._declare(StreamSpec, name, options)
+        from nimbus.sdk.stream import Stream
+
+        return Stream(name)
+
+    def table(
+        self,
+        name: str,
+        *,
+        key: str,
+        sort_key: str | None = None,
+        indexes: Mapping[str, IndexSpec] | None = None,
+        **options: Any,
+    ) -> Table:
+        """Declare a table keyed by `key` (and `sort_key`), with its change feed."""
+        fields = {"key": key, "sort_key": sort_key, "indexes": dict(indexes or {}), **options}
+        self._declare(TableSpec, name, fields)
+        from nimbus.sdk.table import Table
+
+        return Table(name)
+
+    def bucket(self, name: str, **options: Any) -> Bucket:
+        """Declare an object store bucket."""
+        self._declare(BucketSpec, name, options)
+        from nimbus.sdk.bucket import Bucket
+
+        return Bucket(name)
 
     def function(
         self, *, name: str | None = None, **options: Unpack[FunctionOptions]
@@ -66,23 +146,132 @@ class App:
         self, method: str, path: str, *, name: str | None = None, **options: Unpack[FunctionOptions]
     ) -> Callable[[Handler], Handler]:
         """Declare a function answering HTTP `method` requests on `path` (`{param}` allowed)."""
-        return self._register(name, options, {"method": method, "path": path})
+        return self._register(name, options, {"type": "http", "method": method, "path": path})
+
+    # triggers of asynchronous sources
+    def on_queue(
+        self,
+        queue: ResourceRef,
+        *,
+        batch_size: int = 10,
+        batching_window: float = 0.0,
+        max_batches: int | None = None,
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on batches of the queue's messages (at most `max_batches` at once)."""
+        trigger = {"type": "queue", "queue": _name(queue), "batch_size": batch_size}
+        trigger |= {"batching_window": batching_window, "concurrency": max_batches}
+        return self._register(name, options, trigger)
+
+    def on_topic(
+        self,
+        topic: ResourceRef,
+        *,
+        pattern: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on each event published to the topic that matches `pattern`."""
+        trigger = {"type": "topic", "topic": _name(topic), "pattern": pattern}
+        return self._register(name, options, trigger)
+
+    def on_stream(
+        self,
+        stream: ResourceRef,
+        *,
+        batch_size: int = 100,
+        batching_window: float = 0.0,
+        start: StartingPosition = "latest",
+        start_time: float | None = None,
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on batches of each partition's records, in order."""
+        trigger = {"type": "stream", "stream": _name(stream), "batch_size": batch_size}
+        trigger |= {"batching_window": batching_window, "start": start, "start_time": start_time}
+        return self._register(name, options, trigger)
+
+    def on_table(
+        self,
+        table: ResourceRef,
+        *,
+        batch_size: int = 100,
+        batching_window: float = 0.0,
+        start: Literal["latest", "oldest"] = "latest",
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on batches of the table's changes, in order per key."""
+        trigger = {"type": "table", "table": _name(table), "batch_size": batch_size}
+        trigger |= {"batching_window": batching_window, "start": start}
+        return self._register(name, options, trigger)
+
+    def on_bucket(
+        self,
+        bucket: ResourceRef,
+        *,
+        events: Sequence[BucketEvent] = ("created",),
+        prefix: str = "",
+        suffix: str = "",
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function when an object whose key matches is created or deleted."""
+        trigger = {"type": "bucket", "bucket": _name(bucket), "events": tuple(events)}
+        trigger |= {"prefix": prefix, "suffix": suffix}
+        return self._register(name, options, trigger)
+
+    def on_schedule(
+        self,
+        expression: str,
+        *,
+        timezone: str = "UTC",
+        missed: MissedTicks = "once",
+        payload: Any = None,
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on a `cron(...)`, five-field cron or `rate(...)` schedule."""
+        trigger = {"type": "schedule", "expression": expression, "timezone": timezone}
+        trigger |= {"missed": missed, "payload": payload}
+        return self._register(name, options, trigger)
 
     def spec(self, root: str) -> AppSpec:
         """The validated spec of this app, its handler modules importable from `root`."""
+        kinds: dict[type[BaseModel], dict[str, BaseModel]] = {}
+        for resource in self._resources.values():
+            kinds.setdefault(type(resource), {})[resource.name] = resource  # type: ignore[attr-defined]
         try:
             return AppSpec(
                 name=self.name,
                 root=root,
                 gateway=GatewaySpec(**self._gateway),
                 functions={name: self._build(reg) for name, reg in self._registry.items()},
+                queues=kinds.get(QueueSpec, {}),
+                topics=kinds.get(TopicSpec, {}),
+                streams=kinds.get(StreamSpec, {}),
+                tables=kinds.get(TableSpec, {}),
+                buckets=kinds.get(BucketSpec, {}),
             )
         except ValidationError as error:
             raise SpecError(describe(error, lambda loc: f"app {self.name!r}")) from None
 
+    def _declare(self, model: type[BaseModel], name: str, options: Mapping[str, Any]) -> None:
+        """Validate a resource now: a bad declaration raises here and declares nothing."""
+        where = _caller()
+        if name in self._resources:
+            raise SpecError(f"{where}: a resource named {name!r} is declared twice")
+        try:
+            self._resources[name] = model.model_validate({"name": name, **options})
+        except ValidationError as error:
+            raise SpecError(describe(error, lambda loc: f"{where}: {name}")) from None
+
     def _register(
-        self, name: str | None, options: Mapping[str, Any], trigger: dict[str, str] | None
+        self, name: str | None, options: Mapping[str, Any], trigger: dict[str, Any] | None
     ) -> Callable[[Handler], Handler]:
+        options = _resolve_uses(options)
+
         def decorate(handler: Handler) -> Handler:
             current = self._registration_of(handler) or self._new_registration(handler, name)
             conflicting = sorted(
@@ -100,7 +289,7 @@ class App:
             )
             if trigger is not None:
                 try:
-                    candidate.triggers.append(HttpTrigger.model_validate(trigger))
+                    candidate.triggers.append(_trigger_adapter.validate_python(trigger))
                 except ValidationError as error:
                     raise SpecError(describe(error, lambda loc: current.where)) from None
             self._build(candidate)  # a bad declaration raises here and registers nothing
@@ -145,3 +334,23 @@ class App:
             raise SpecError(
                 describe(error, lambda loc: f"{registration.where}: {registration.name}")
             ) from None
+
+
+def _name(resource: ResourceRef) -> str:
+    return resource if isinstance(resource, str) else resource.name
+
+
+def _resolve_uses(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`uses` may list handles or names; the spec keeps names."""
+    resolved = dict(options)
+    if "uses" in resolved:
+        resolved["uses"] = tuple(_name(ref) for ref in resolved["uses"])
+    return resolved
+
+
+def _caller() -> str:
+    """file:line of the user's declaration, for error messages."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return "<unknown>" if frame is None else f"{frame.f_code.co_filename}:{frame.f_lineno}"

@@ -28,11 +28,14 @@ def load_manifest(path: Path) -> AppSpec:
         raise SpecError(f"{path}:1: the manifest must be a mapping with 'name' and 'functions'")
     for key in [k for k in data if isinstance(k, str) and k.startswith(EXTENSION_PREFIX)]:
         del data[key]  # extension fields hold shared settings for anchors, as in docker compose
-    functions = data.get("functions")
-    if isinstance(functions, dict):
-        for name, function in functions.items():
-            if isinstance(function, dict):
-                function.setdefault("name", name)
+    for section in ("functions", "queues", "topics", "streams", "tables", "buckets"):
+        declared = data.get(section)
+        if isinstance(declared, dict):
+            for name, entry in declared.items():
+                if entry is None and section != "functions":
+                    declared[name] = {"name": name}  # `orders:` alone declares a default queue
+                elif isinstance(entry, dict):
+                    entry.setdefault("name", name)
     data.setdefault("root", str(path.parent.resolve()))
     try:
         return AppSpec.model_validate(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from nimbus.spec.base import NAME, Model
 from nimbus.spec.resources import (
@@ -21,6 +21,7 @@ from nimbus.spec.resources import (
     TopicSpec,
     TopicTrigger,
 )
+
 HANDLER = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PATH_PARAM = re.compile(r"\{([^{}]*)\}")
@@ -68,8 +69,30 @@ class HttpTrigger(Model):
 
 
 EventTrigger = QueueTrigger | TopicTrigger | StreamTrigger | TableTrigger | BucketTrigger
+TRIGGER_TYPES = ("http", "queue", "topic", "stream", "table", "bucket", "schedule")
+
+
+def _trigger_type(value: Any) -> str | None:
+    """The trigger's `type`; an HTTP route may leave it out (`{method, path}` is enough)."""
+    if isinstance(value, dict):
+        kind = value.get("type", "http" if "method" in value else None)
+        return kind if kind in TRIGGER_TYPES else None
+    return getattr(value, "type", None)
+
+
 Trigger = Annotated[
-    HttpTrigger | EventTrigger | ScheduleTrigger, Field(discriminator="type")
+    Annotated[HttpTrigger, Tag("http")]
+    | Annotated[QueueTrigger, Tag("queue")]
+    | Annotated[TopicTrigger, Tag("topic")]
+    | Annotated[StreamTrigger, Tag("stream")]
+    | Annotated[TableTrigger, Tag("table")]
+    | Annotated[BucketTrigger, Tag("bucket")]
+    | Annotated[ScheduleTrigger, Tag("schedule")],
+    Discriminator(
+        _trigger_type,
+        custom_error_type="trigger_type",
+        custom_error_message=f"a trigger needs a type: one of {', '.join(TRIGGER_TYPES)}",
+    ),
 ]
 Style = Literal["nimbus", "aws"]
 
@@ -228,11 +251,10 @@ class AppSpec(Model):
                     f"which is not a declared {trigger.type}"
                 )
         for field, target in function.failure.targets():
-            if target not in self.queues and target not in self.topics:
-                if target not in self.functions:
-                    raise ValueError(
-                        f"{where}: failure.{field} {target!r} is not a queue, topic or function"
-                    )
+            if target not in {**self.queues, **self.topics, **self.functions}:
+                raise ValueError(
+                    f"{where}: failure.{field} {target!r} is not a queue, topic or function"
+                )
 
 
 Resource = QueueSpec | TopicSpec | StreamSpec | TableSpec | BucketSpec

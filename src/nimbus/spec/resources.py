@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from nimbus.errors import InvalidRequest
+from nimbus.services.patterns import compile_pattern
+from nimbus.services.schedule import parse
 from nimbus.spec.base import NAME, NAME_RE, Model
 
 KIB = 1024
@@ -40,11 +43,26 @@ class QueueSpec(Model):
         return self
 
 
+def _valid_pattern(pattern: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A malformed event pattern is a spec error, found at deploy time, not at delivery."""
+    if pattern is not None:
+        try:
+            compile_pattern(pattern)
+        except InvalidRequest as error:
+            raise ValueError(error.message) from None
+    return pattern
+
+
 class QueueSubscription(Model):
     """A topic delivering the events that match `pattern` into a queue (SNS -> SQS fan-out)."""
 
     queue: str = Field(pattern=NAME)
     pattern: dict[str, Any] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, pattern: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _valid_pattern(pattern)
 
 
 class TopicSpec(Model):
@@ -119,6 +137,11 @@ class TopicTrigger(Model):
     type: Literal["topic"] = "topic"
     topic: str = Field(pattern=NAME)
     pattern: dict[str, Any] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _check_pattern(cls, pattern: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _valid_pattern(pattern)
 
     @property
     def source(self) -> str:
@@ -196,7 +219,8 @@ MissedTicks = Literal["skip", "once", "all"]
 
 
 class ScheduleTrigger(Model):
-    """`cron(m h dom mon dow)` or a plain five-field cron line, or `rate(N unit)`."""
+    """`cron(m h dom mon dow year)` (AWS, six fields), a plain five-field cron line, or
+    `rate(N unit)`; validated (expression and time zone) when declared."""
 
     type: Literal["schedule"] = "schedule"
     expression: str = Field(min_length=1, max_length=256)
@@ -205,6 +229,14 @@ class ScheduleTrigger(Model):
         "once", description="ticks missed while down: skip, fire once, or fire each"
     )
     payload: Any = None
+
+    @model_validator(mode="after")
+    def _check_expression(self) -> ScheduleTrigger:
+        try:
+            parse(self.expression, self.timezone)
+        except InvalidRequest as error:
+            raise ValueError(error.message) from None
+        return self
 
     @property
     def source(self) -> str:

@@ -1,0 +1,169 @@
+"""The one failure policy's last steps, for every asynchronous source: on-success / on-failure
+destinations and dead-letter targets (each a queue, topic or function of the app), or else the
+platform's own dead letters, which `nimbus dlq` lists and re-drives.
+
+Records follow the shape AWS Lambda documents for destinations (requestContext, requestPayload,
+responseContext, responsePayload), so a consumer written for Lambda reads them unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from nimbus.compute.protocol import ErrorInfo
+from nimbus.errors import NimbusError, NotFound
+from nimbus.ids import new_id
+from nimbus.ops.logs import LogSink
+from nimbus.ops.store import DeadLetter, Store
+from nimbus.services.catalog import ServiceSet
+from nimbus.spec.model import AppSpec, FailurePolicy
+
+Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
+SubmitJob = Callable[[str, bytes, str], Awaitable[object]]
+"""Accept an asynchronous invocation: function, payload, trigger label."""
+
+
+class Destinations:
+    def __init__(
+        self, services: ServiceSet, spec: Callable[[], AppSpec | None], submit: SubmitJob
+    ) -> None:
+        self._services = services
+        self._spec = spec
+        self._submit = submit
+
+    async def send(self, target: str, payload: bytes, *, attributes: dict[str, str]) -> None:
+        """Deliver `payload` (JSON) to the queue, topic or function named `target`; committed
+        before it returns."""
+        spec = self._spec()
+        if spec is None:
+            raise NotFound(f"no app is deployed, so {target!r} does not exist")
+        if target in spec.queues:
+            await self._services.queues.send(target, payload.decode(), attributes=attributes)
+        elif target in spec.topics:
+            data = msgspec.json.decode(payload)
+            await self._services.topics.publish(
+                target, data, type="nimbus.destination", attributes=attributes
+            )
+        elif target in spec.functions:
+            await self._submit(target, payload, f"destination:{target}")
+        else:
+            raise NotFound(f"the destination {target!r} is not a queue, topic or function")
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """An event its function could not process, whatever its source."""
+
+    function: str
+    source: str  # the trigger label: async, queue:NAME, stream:NAME, ...
+    payload: bytes  # the event as the function received it (JSON)
+    error: ErrorInfo
+    attempts: int
+    condition: Condition
+    first_seen: float
+    request_id: str = ""
+    job_id: str = ""
+
+
+class FailureRouter:
+    """Sends outcomes where the policy says, falling back to the platform's dead letters when
+    a target cannot take them: an event is never dropped silently."""
+
+    def __init__(self, destinations: Destinations, store: Store, logs: LogSink) -> None:
+        self.destinations = destinations
+        self._store = store
+        self._logs = logs
+
+    async def succeeded(
+        self, policy: FailurePolicy, *, function: str, request_id: str, payload: bytes,
+        result: bytes, attempts: int,
+    ) -> None:  # fmt: skip
+        if policy.on_success is None:
+            return
+        record = destination_record(
+            function=function, request_id=request_id, condition="Success", attempts=attempts,
+            payload=payload, result=result, error=None,
+        )  # fmt: skip
+        await self._deliver(function, policy.on_success, record, {})
+
+    async def failed(self, policy: FailurePolicy, event: FailedEvent) -> bool:
+        """Route a failed event; True if a dead-letter target took it, False if it went to the
+        platform's dead letters."""
+        if policy.on_failure is not None:
+            record = destination_record(
+                function=event.function, request_id=event.request_id,
+                condition=event.condition, attempts=event.attempts, payload=event.payload,
+                result=None, error=event.error,
+            )  # fmt: skip
+            await self._deliver(event.function, policy.on_failure, record, {})
+        if policy.dead_letter is not None:
+            attributes = error_attributes(event.error, event.request_id)
+            if await self._deliver(event.function, policy.dead_letter, event.payload, attributes):
+                return True
+        await self._store.add_dead_letter(
+            DeadLetter(
+                id=new_id(), function=event.function, payload=event.payload, error=event.error,
+                attempts=event.attempts, job_id=event.job_id, created_at=event.first_seen,
+                failed_at=time.time(), source=event.source,
+            )
+        )  # fmt: skip
+        return False
+
+    async def _deliver(
+        self, function: str, target: str, payload: bytes, attributes: dict[str, str]
+    ) -> bool:
+        try:
+            await self.destinations.send(target, payload, attributes=attributes)
+            return True
+        except NimbusError as error:
+            self._logs.platform(
+                f"an event of {function!r} could not be delivered to {target!r}: {error.message}"
+            )
+            return False
+
+
+def destination_record(
+    *,
+    function: str,
+    request_id: str,
+    condition: Condition,
+    attempts: int,
+    payload: bytes,
+    result: bytes | None,
+    error: ErrorInfo | None,
+) -> bytes:
+    """The record an on-success / on-failure destination receives (AWS Lambda's shape)."""
+    response: Any
+    if error is not None:
+        response = {"errorType": error.type, "errorMessage": error.message}
+        response["stackTrace"] = error.traceback
+    else:
+        response = msgspec.json.decode(result) if result else None
+    context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if error is not None:
+        context["functionError"] = "Unhandled"
+    record = {
+        "version": "1.0",
+        "timestamp": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"nimbus:function:{function}",
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": msgspec.json.decode(payload),
+        "responseContext": context,
+        "responsePayload": response,
+    }
+    return msgspec.json.encode(record)
+
+
+def error_attributes(error: ErrorInfo, request_id: str) -> dict[str, str]:
+    """What Lambda attaches to an event it sends to a dead-letter queue."""
+    return {"RequestID": request_id, "ErrorCode": error.type, "ErrorMessage": error.message[:1024]}

@@ -1,0 +1,119 @@
+"""What every trigger shares: the platform parts it drives, and a supervised run loop.
+
+A trigger runs while its function is deployed with it. It reads its source through the service
+interfaces only (never a backend), invokes through the invoker or the asynchronous invoker, and
+applies the function's one FailurePolicy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from nimbus.compute.async_invoke import AsyncInvoker
+from nimbus.compute.failures import FailureRouter
+from nimbus.compute.invoker import Invoker
+from nimbus.events import aws
+from nimbus.events.types import failed_items
+from nimbus.ops.logs import LogSink
+from nimbus.ops.store import Store
+from nimbus.services.catalog import ServiceSet
+from nimbus.spec.model import AppSpec, EventTrigger, FailurePolicy, FunctionSpec, Style
+from nimbus.spec.resources import ScheduleTrigger
+
+RESTART_DELAY_LIMIT = 30.0  # seconds between restarts of a trigger whose loop keeps failing
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """The parts of the controller a trigger uses."""
+
+    invoker: Invoker
+    jobs: AsyncInvoker
+    services: ServiceSet
+    store: Store
+    logs: LogSink
+    failures: FailureRouter
+    spec: Callable[[], AppSpec | None]
+
+
+class TriggerRunner(ABC):
+    """One trigger of one function. `run` loops until cancelled; if it fails, it is logged and
+    started again with backoff, so a broken source never takes the platform down."""
+
+    def __init__(
+        self, platform: Platform, function: FunctionSpec, trigger: EventTrigger | ScheduleTrigger
+    ) -> None:
+        self.platform = platform
+        self.function = function
+        self.trigger = trigger
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+    @property
+    def policy(self) -> FailurePolicy:
+        return self.function.failure
+
+    @property
+    def style(self) -> Style:
+        return self.function.style
+
+    def failed_ids(self, result: bytes, ids: list[str]) -> list[str]:
+        """The batch items the handler reported as failed. An AWS-style handler is read as
+        Lambda reads it (no `batchItemFailures`: all succeeded; a malformed list: all failed);
+        a nimbus-style handler's malformed answer raises InvalidBatchResponse."""
+        value = msgspec.json.decode(result)
+        if self.style == "aws":
+            return aws.batch_item_failures(value, ids)
+        return failed_items(value, ids)
+
+    @property
+    def consumer(self) -> str:
+        """A stable id of this function's subscription to its source, for durable cursors:
+        the same function with the same trigger resumes where it stopped, also after restart."""
+        digest = hashlib.sha256(self.trigger.model_dump_json().encode()).hexdigest()[:12]
+        return f"{self.function.name}/{self.trigger.type}/{digest}"
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Deliver events from the source until cancelled."""
+
+    def start(self) -> None:
+        what = f"the {self.trigger.label} trigger of {self.name!r}"
+        self._task = supervise(self.platform.logs, what, self.run)
+
+    async def stop(self) -> None:
+        await stop(self._task)
+
+
+def supervise(logs: LogSink, what: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    """Run `run` in a task; if it fails, log it and run it again, with growing pauses."""
+
+    async def loop() -> None:
+        delay = 0.5
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logs.platform(f"{what} failed: {error!r}; it restarts in {delay:g} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_DELAY_LIMIT)
+
+    return asyncio.get_running_loop().create_task(loop())
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
