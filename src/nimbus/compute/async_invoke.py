@@ -31,7 +31,13 @@ class AsyncInvoker:
         self.failures: FailureRouter | None = None  # set by the controller, which owns targets
 
     async def submit(
-        self, function: str, payload: bytes, trigger: str = "async", *, job_id: str | None = None
+        self,
+        function: str,
+        payload: bytes,
+        trigger: str = "async",
+        *,
+        job_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         """Accept an invocation; returns once the acceptance is committed to disk. Submitting
         a `job_id` that was accepted before returns that job and runs nothing again."""
@@ -42,6 +48,7 @@ class AsyncInvoker:
         job = Job(
             id=job_id or new_id(), function=function, payload=payload, status="queued",
             attempts=0, created_at=now, next_at=now, updated_at=now, trigger=trigger,
+            traceparent=traceparent,
         )  # fmt: skip
         await self._store.put_job(job, durable=True)
         self._schedule(job)
@@ -114,7 +121,7 @@ class AsyncInvoker:
         try:
             invocation = await self._invoker.invoke(
                 job.function, trigger=job.trigger, payload=job.payload, wait=True,
-                job_id=job.id, expires_at=expires_at,
+                job_id=job.id, expires_at=expires_at, traceparent=job.traceparent,
             )  # fmt: skip
         except NotFound as error:
             await self._dead_letter(job, ErrorInfo("Init", "FunctionNotFound", error.message))

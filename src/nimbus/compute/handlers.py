@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from nimbus.compute.protocol import ErrorInfo, ErrorKind, HttpEvent, HttpReply
+from nimbus.compute.protocol import ErrorInfo, ErrorKind, HttpEvent, HttpReply, Invoke
 from nimbus.context import Context
 from nimbus.errors import HTTPError
-from nimbus.events import aws
+from nimbus.events import aws, trace
 from nimbus.events.lambda_context import LambdaContext
 from nimbus.events.types import PAYLOADS
 from nimbus.http import Request, Response
@@ -63,6 +63,29 @@ def make_event(http: HttpEvent | None, payload: bytes, trigger: str, style: str)
     if typed is None:
         return msgspec.json.decode(payload)
     return msgspec.json.decode(payload, type=typed)
+
+
+class InvocationTrace:
+    """The invocation's trace context: the cause's (an HTTP request's `traceparent` header, or
+    the event's), continued with a span of its own; a new trace when there is none. Worked
+    out on first use, so that invocations which never call a service pay nothing for it."""
+
+    __slots__ = ("_frame", "_value")
+
+    def __init__(self, frame: Invoke) -> None:
+        self._frame = frame
+        self._value: str | None = None
+
+    def get(self) -> str:
+        if self._value is None:
+            frame, parent = self._frame, self._frame.traceparent
+            if parent is None and frame.http is not None:
+                for name, value in frame.http.headers:
+                    if name == b"traceparent":
+                        parent = value.decode("latin-1")
+                        break
+            self._value = trace.child(parent)
+        return self._value
 
 
 def make_context(style: str, context: Context) -> Any:

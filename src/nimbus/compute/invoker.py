@@ -61,6 +61,7 @@ class Invoker:
         wait: bool = False,
         job_id: str | None = None,
         expires_at: float | None = None,
+        traceparent: str | None = None,
     ) -> Invocation:
         """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated.
         An event still waiting at `expires_at` is not run: EventExpired."""
@@ -87,8 +88,9 @@ class Invoker:
         attempt.cold = lease.cold
         attempt.init_ms = lease.instance.init_ms if lease.cold else 0.0
         frame = Invoke(
-            attempt.request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http
-        )
+            attempt.request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http,
+            traceparent,
+        )  # fmt: skip
         try:
             result = await lease.instance.invoke(frame, spec.timeout)
         finally:

@@ -70,6 +70,8 @@ class Invoke(Frame):
     cold: bool
     payload: bytes = b"null"
     http: HttpEvent | None = None
+    traceparent: str | None = None
+    """W3C trace context of what caused this invocation (an HTTP request carries its own)."""
 
 
 class Cancel(Frame):
@@ -137,6 +139,8 @@ class ServiceCall(Frame):
     request_id: str
     resource: str
     op: bytes
+    traceparent: str | None = None
+    """The calling invocation's trace context: what the call writes carries it on."""
 
 
 class ServiceReply(Frame):

@@ -7,7 +7,7 @@ Workers hold no handles, credentials or paths: this is the only way their code r
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -19,11 +19,11 @@ from nimbus.services.catalog import ServiceSet
 from nimbus.spec.model import AppSpec
 
 _encoder = msgspec.msgpack.Encoder()
-_queue_ops: msgspec.msgpack.Decoder[queue.QueueOp] = msgspec.msgpack.Decoder(queue.QueueOp)
-_topic_ops: msgspec.msgpack.Decoder[topic.TopicOp] = msgspec.msgpack.Decoder(topic.TopicOp)
-_stream_ops: msgspec.msgpack.Decoder[stream.StreamOp] = msgspec.msgpack.Decoder(stream.StreamOp)
-_table_ops: msgspec.msgpack.Decoder[table.TableOp] = msgspec.msgpack.Decoder(table.TableOp)
-_bucket_ops: msgspec.msgpack.Decoder[bucket.BucketOp] = msgspec.msgpack.Decoder(bucket.BucketOp)
+_queue: msgspec.msgpack.Decoder[queue.QueueOp] = msgspec.msgpack.Decoder(queue.QueueOp)
+_topic: msgspec.msgpack.Decoder[topic.TopicOp] = msgspec.msgpack.Decoder(topic.TopicOp)
+_stream: msgspec.msgpack.Decoder[stream.StreamOp] = msgspec.msgpack.Decoder(stream.StreamOp)
+_table: msgspec.msgpack.Decoder[table.TableOp] = msgspec.msgpack.Decoder(table.TableOp)
+_bucket: msgspec.msgpack.Decoder[bucket.BucketOp] = msgspec.msgpack.Decoder(bucket.BucketOp)
 
 
 class ServiceCalls:
@@ -60,18 +60,37 @@ class ServiceCalls:
             raise PermissionDenied(
                 f"function {function!r} may not use {name!r}: list it in the function's `uses`"
             )
-        services = self._services
+        services, trace, op = self._services, call.traceparent, call.op
         if name in spec.queues:
-            return await queue.perform(services.queues, name, _queue_ops.decode(call.op))
+            return await queue.perform(services.queues, name, _traced(_queue.decode(op), trace))
         if name in spec.topics:
-            return await topic.perform(services.topics, name, _topic_ops.decode(call.op))
+            return await topic.perform(services.topics, name, _traced(_topic.decode(op), trace))
         if name in spec.streams:
-            return await stream.perform(services.streams, name, _stream_ops.decode(call.op))
+            return await stream.perform(services.streams, name, _traced(_stream.decode(op), trace))
         if name in spec.tables:
-            return await table.perform(services.tables, name, _table_ops.decode(call.op))
+            return await table.perform(services.tables, name, _table.decode(op), traceparent=trace)
         if name in spec.buckets:
-            return await bucket.perform(services.buckets, name, _bucket_ops.decode(call.op))
+            return await bucket.perform(services.buckets, name, _traced(_bucket.decode(op), trace))
         raise NotFound(f"no resource named {name!r}")
+
+
+Op = TypeVar("Op", bound=msgspec.Struct)
+
+
+def _traced(op: Op, traceparent: str | None) -> Op:
+    """The operation with the caller's trace context on what it writes (on the operation, or
+    on each entry of a batch), unless the caller set one itself."""
+    if traceparent is None:
+        return op
+    if getattr(op, "traceparent", "") is None:
+        op = msgspec.structs.replace(op, traceparent=traceparent)
+    entries = getattr(op, "entries", None)
+    if isinstance(entries, list | tuple) and all(
+        isinstance(entry, msgspec.Struct) for entry in entries
+    ):
+        traced = [_traced(entry, traceparent) for entry in entries]
+        op = msgspec.structs.replace(op, entries=type(entries)(traced))
+    return op
 
 
 def _info(error_type: str, message: str) -> ErrorInfo:

@@ -41,6 +41,9 @@ from nimbus.errors import HTTPError
 from nimbus.sdk import client
 
 current_request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="")
+current_trace: contextvars.ContextVar[handlers.InvocationTrace | None] = contextvars.ContextVar(
+    "trace", default=None
+)
 _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ToWorker)
 
 
@@ -120,6 +123,7 @@ class Runner:
 
     def prepare(self, frame: Invoke) -> tuple[Any, ...]:
         current_request.set(frame.id)
+        current_trace.set(handlers.InvocationTrace(frame))
         style = self.config.style
         event = handlers.make_event(frame.http, frame.payload, frame.trigger, style)
         if not self.with_context:
@@ -191,7 +195,7 @@ def main(sock: socket.socket, services: socket.socket, config: WorkerConfig) -> 
     """Entry point in the forked child. Never returns."""
     started = time.perf_counter()
     channel = Channel(sock)
-    client.install(services, current_request)
+    client.install(services, current_request, current_trace)
     _limit_memory(config.memory_mb)
     _set_environment(config)
     _capture_output(channel)

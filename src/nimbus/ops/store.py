@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL,
     attempts INTEGER NOT NULL, created_at REAL NOT NULL, next_at REAL NOT NULL,
     updated_at REAL NOT NULL, result BLOB, error TEXT, request_ids TEXT NOT NULL,
-    trigger TEXT NOT NULL DEFAULT 'async');
+    trigger TEXT NOT NULL DEFAULT 'async', traceparent TEXT);
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (status)
     WHERE status IN ('queued', 'running', 'retrying');
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -48,6 +48,8 @@ MIGRATIONS = [
     # 1: dead letters and jobs of every trigger, not only of asynchronous invocations
     "ALTER TABLE jobs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'async';"
     "ALTER TABLE dead_letters ADD COLUMN source TEXT NOT NULL DEFAULT 'async';",
+    # 2: the trace context of what caused an asynchronous invocation
+    "ALTER TABLE jobs ADD COLUMN traceparent TEXT;",
 ]
 
 
@@ -92,6 +94,7 @@ class Job(msgspec.Struct, kw_only=True):
     request_ids: list[str] = []
     trigger: str = "async"
     """What caused it: `async` (an asynchronous invoke), or `topic:NAME`, `bucket:NAME`, ..."""
+    traceparent: str | None = None
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
@@ -191,7 +194,7 @@ class Store:
 
     # async jobs: acceptance waits for the commit
     async def put_job(self, job: Job, *, durable: bool) -> None:
-        sql = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        sql = "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
         params = (
             job.id,
             job.function,
@@ -205,6 +208,7 @@ class Store:
             _error_json(job.error),
             msgspec.json.encode(job.request_ids).decode(),
             job.trigger,
+            job.traceparent,
         )
         if durable:
             await self.db.write(sql, params)
@@ -260,7 +264,7 @@ class Store:
             [
                 (
                     "INSERT INTO jobs SELECT ?, function, payload, 'queued', 0, ?, ?, ?, "
-                    "NULL, NULL, '[]', source FROM dead_letters WHERE id = ?",
+                    "NULL, NULL, '[]', source, NULL FROM dead_letters WHERE id = ?",
                     (job_id, now, now, now, letter_id),
                 ),
                 ("DELETE FROM dead_letters WHERE id = ?", (letter_id,)),

@@ -19,19 +19,22 @@ from nimbus.errors import SERVICE_ERRORS, NimbusError, PlatformUnavailable
 T = TypeVar("T")
 _encoder = msgspec.msgpack.Encoder()
 _reply_decoder: msgspec.msgpack.Decoder[ServiceReply] = msgspec.msgpack.Decoder(ServiceReply)
-_current_request: Any = None  # the worker's contextvar of the running request id, when set
 
 
 class _Connection:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, current_request: Any, current_trace: Any) -> None:
         self._sock = sock
+        self._current_request = current_request  # the worker's context variables
+        self._current_trace = current_trace
         self._reader = SocketReader(sock, _reply_decoder)  # type: ignore[arg-type]
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
     def call(self, resource: str, op: msgspec.Struct) -> bytes:
-        request_id = _current_request.get() if _current_request is not None else ""
-        frame = ServiceCall(next(self._ids), request_id, resource, _encoder.encode(op))
+        request_id = "" if self._current_request is None else self._current_request.get()
+        holder = None if self._current_trace is None else self._current_trace.get()
+        trace = None if holder is None else holder.get()
+        frame = ServiceCall(next(self._ids), request_id, resource, _encoder.encode(op), trace)
         with self._lock:
             self._sock.sendall(pack(frame))
             reply = self._reader.next()
@@ -43,20 +46,21 @@ class _Connection:
         return reply.value
 
 
-_connection: _Connection | None = None
+class _Installed:
+    connection: _Connection | None = None
 
 
-def install(sock: socket.socket, current_request: Any) -> None:
-    """Called once by the worker at start: service calls go through `sock`."""
-    global _connection, _current_request
-    _connection = _Connection(sock)
-    _current_request = current_request
+def install(sock: socket.socket, current_request: Any = None, current_trace: Any = None) -> None:
+    """Called once by the worker at start: service calls go through `sock`, tagged with the
+    running request's id and trace context (two context variables of the worker)."""
+    _Installed.connection = _Connection(sock, current_request, current_trace)
 
 
 def call(resource: str, op: msgspec.Struct, result: type[T]) -> T:
     """Send `op` on `resource` to the controller and return its answer decoded as `result`."""
-    if _connection is None:
+    connection = _Installed.connection
+    if connection is None:
         raise PlatformUnavailable(
             f"{resource!r} can be used only inside a function that nimbus runs"
         )
-    return msgspec.msgpack.decode(_connection.call(resource, op), type=result)
+    return msgspec.msgpack.decode(connection.call(resource, op), type=result)

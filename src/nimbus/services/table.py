@@ -339,12 +339,12 @@ def _order(a: Any, b: Any) -> int | None:
 
 
 def check_value(value: Any, where: str, depth: int = 0) -> None:
-    """Raise InvalidRequest unless `value` is JSON: no NaN, no bytes, str keys, 32 levels."""
-    if value is None or isinstance(value, bool | int | str):
+    """Raise InvalidRequest unless `value` is JSON (no NaN, no bytes, str keys, 32 levels)
+    whose integers fit in 64 bits, as every backend and the function's socket carry them."""
+    if value is None or isinstance(value, bool | str):
         return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidRequest(f"{where}: {value} is not a JSON number")
+    if isinstance(value, int | float):
+        _check_number(value, where)
         return
     if depth >= MAX_DEPTH:
         raise InvalidRequest(f"{where}: nested deeper than {MAX_DEPTH} levels")
@@ -404,11 +404,16 @@ def check_key_value(value: Any, attribute: str, limit: int = PARTITION_KEY_BYTES
             raise InvalidRequest(f"{where} is not valid Unicode") from None
         if not 0 < size <= limit:
             raise InvalidRequest(f"{where} must be a string of 1 to {limit} bytes, not {size}")
-    elif isinstance(value, int) and not -INT64 <= value < INT64:
-        raise InvalidRequest(f"{where}: {value} does not fit in 64 bits")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise InvalidRequest(f"{where}: {value} is not a number")
+    else:
+        _check_number(value, where)
     return value
+
+
+def _check_number(value: int | float, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(f"{where}: {value} is not a JSON number")
+    if isinstance(value, int) and not -INT64 <= value < INT64:
+        raise InvalidRequest(f"{where}: {value} does not fit in 64 bits")
 
 
 def key_attributes(spec: TableSpec) -> tuple[str, ...]:

@@ -43,7 +43,9 @@ class BucketSubscriber(TriggerRunner):
             for event in events:
                 if self._matches(event):
                     payload = self._event(event)
-                    await self.platform.jobs.submit(self.name, payload, f"bucket:{bucket}")
+                    await self.platform.jobs.submit(
+                        self.name, payload, f"bucket:{bucket}", traceparent=event.traceparent
+                    )
             after = events[-1].sequence
             await store.save_checkpoint(self.consumer, PARTITION, after)
 

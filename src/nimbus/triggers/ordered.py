@@ -61,6 +61,9 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
     def arrival(self, record: R) -> float: ...
 
     @abstractmethod
+    def traceparent(self, record: R) -> str | None: ...
+
+    @abstractmethod
     def item_id(self, record: R) -> str:
         """How `batchItemFailures` names the record (Lambda: its sequence number)."""
 
@@ -135,8 +138,9 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
         """Run the handler; returns the error (None: all succeeded) and how many records at
         the front of the batch are done."""
         invocation = await self.platform.invoker.invoke(
-            self.name, trigger=self.source, payload=self.event(partition, records), wait=True
-        )
+            self.name, trigger=self.source, payload=self.event(partition, records), wait=True,
+            traceparent=next(filter(None, map(self.traceparent, records)), None),
+        )  # fmt: skip
         if invocation.error is not None:
             return invocation.error, 0
         ids = [self.item_id(record) for record in records]

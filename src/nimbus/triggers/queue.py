@@ -80,8 +80,9 @@ class QueuePoller(TriggerRunner):
         if not fresh:
             return
         invocation = await self.platform.invoker.invoke(
-            self.name, trigger=self.source, payload=self._event(fresh), wait=True
-        )
+            self.name, trigger=self.source, payload=self._event(fresh), wait=True,
+            traceparent=next((m.traceparent for m in fresh if m.traceparent), None),
+        )  # fmt: skip
         error = invocation.error
         failed: set[str] = {m.id for m in fresh}
         if error is None:

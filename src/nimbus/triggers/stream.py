@@ -58,6 +58,9 @@ class StreamConsumer(OrderedConsumer[Record]):
     def arrival(self, record: Record) -> float:
         return record.arrival
 
+    def traceparent(self, record: Record) -> str | None:
+        return record.traceparent
+
     def item_id(self, record: Record) -> str:
         return str(record.sequence)  # the typed record's id, and Lambda's itemIdentifier
 

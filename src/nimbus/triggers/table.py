@@ -49,6 +49,9 @@ class ChangeFeedConsumer(OrderedConsumer[Change]):
     def arrival(self, record: Change) -> float:
         return record.time
 
+    def traceparent(self, record: Change) -> str | None:
+        return record.traceparent
+
     def item_id(self, record: Change) -> str:
         return str(record.sequence)  # the typed change's id, and Lambda's itemIdentifier
 

@@ -75,7 +75,9 @@ class TopicSubscriber(TriggerRunner, TopicFollower):
     async def hand_on(self, events: list[TopicEvent]) -> None:
         label = f"topic:{self.topic}"
         for event in events:
-            await self.platform.jobs.submit(self.name, self._event(event), label)
+            await self.platform.jobs.submit(
+                self.name, self._event(event), label, traceparent=event.traceparent
+            )
 
     def _event(self, event: TopicEvent) -> bytes:
         typed = typed_event(self.topic, event)

@@ -110,9 +110,9 @@ HEADS_REFRESHED = """UPDATE fifo_groups SET head_seq = (SELECT min(m.seq) FROM m
     WHERE m.queue_id = fifo_groups.queue_id AND m.grp = fifo_groups.grp) WHERE queue_id = ?"""
 EMPTY_GROUPS = "DELETE FROM fifo_groups WHERE queue_id = ? AND head_seq IS NULL"
 STANDARD_FIRST = f"""SELECT {CANDIDATE} FROM messages WHERE queue_id = ? AND visible_at <= ?
-    ORDER BY visible_at, seq LIMIT ?"""
+    ORDER BY visible_at, seq DESC LIMIT ?"""
 STANDARD_NEXT = f"""SELECT {CANDIDATE} FROM messages WHERE queue_id = ? AND visible_at <= ?
-    AND (visible_at, seq) > (?, ?) ORDER BY visible_at, seq LIMIT ?"""
+    AND (visible_at, seq) > (?, ?) ORDER BY visible_at, seq DESC LIMIT ?"""
 FREE_GROUPS = """SELECT g.grp, g.head_seq FROM fifo_groups g
     WHERE g.queue_id = ? AND g.head_seq > ? AND NOT EXISTS (SELECT 1 FROM messages f
         WHERE f.queue_id = g.queue_id AND f.grp = g.grp AND f.receive_count > 0
