@@ -23,6 +23,7 @@ from nimbus.compute.service_calls import ServiceCalls
 from nimbus.compute.spawner import Zygote
 from nimbus.edge.router import Router
 from nimbus.errors import NimbusError
+from nimbus.ops.dead_letters import DeadLetters
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import Store
 from nimbus.spec.model import AppSpec
@@ -53,6 +54,12 @@ class Controller:
                 self.failures, self._current_spec,
             )
         )  # fmt: skip
+        self.dead_letters = DeadLetters(
+            self.store,
+            self.jobs,
+            self.services.queues,
+            lambda: self.spec.queues if self.spec else (),
+        )
         self.spec: AppSpec | None = None
         self.router = Router()
         self.max_body_bytes = AppSpec.model_fields["gateway"].default.max_body_bytes

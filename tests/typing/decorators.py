@@ -28,3 +28,25 @@ async def call(request: nimbus.Request, context: nimbus.Context) -> None:
 app.function(timeout="3")  # type: ignore[arg-type]
 app.function(tiemout=3)  # type: ignore[call-arg]
 app.http("GET")  # type: ignore[call-arg]
+
+orders = app.queue("orders")
+assert_type(orders, nimbus.Queue)
+customers = app.table("customers", key="id")
+
+
+@app.on_queue(orders, batch_size=10, uses=[customers])
+def process(batch: nimbus.QueueBatch) -> nimbus.BatchResult:
+    return nimbus.BatchResult(failed=[m.id for m in batch if not m.body])
+
+
+@app.on_schedule("rate(5 minutes)", missed="all")
+async def tick(event: nimbus.ScheduleTick) -> None:
+    assert_type(event.scheduled_at, float)
+
+
+def call_batch(batch: nimbus.QueueBatch) -> None:
+    assert_type(process(batch), nimbus.BatchResult)
+
+
+app.on_schedule("rate(1 minute)", missed="sometimes")  # type: ignore[arg-type]
+app.on_queue(orders, batch_sise=10)  # type: ignore[call-arg]

@@ -21,7 +21,10 @@ from nimbus.events.types import PAYLOADS
 from nimbus.http import Request, Response
 
 HandlerFunc = Callable[..., Any]
-_RUNTIME = os.path.dirname(__file__)
+_PLATFORM_FRAMES = (
+    os.path.dirname(__file__) + os.sep,  # the runtime (nimbus/compute)
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), "sdk") + os.sep,
+)
 JSON = "application/json"
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -146,9 +149,16 @@ def http_error_reply(error: HTTPError) -> HttpReply:
 
 
 def error_info(kind: ErrorKind, error: BaseException) -> ErrorInfo:
-    """The error as the caller and the logs see it; the runtime's own frames left out."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_RUNTIME):
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(error), error, tb)
-    return ErrorInfo(kind, type(error).__name__, str(error), [line.rstrip("\n") for line in lines])
+    """The error as the caller and the logs see it; the platform's own frames left out (the
+    runtime's that called the handler, the SDK's that raised a service's error)."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(_PLATFORM_FRAMES)
+    ]
+    lines = (
+        ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    )
+    lines += traceback.format_exception_only(type(error), error)
+    text = "".join(lines).rstrip("\n")
+    return ErrorInfo(kind, type(error).__name__, str(error), text.split("\n"))

@@ -110,18 +110,15 @@ class AdminAPI:
 
     async def dead_letters(self, request: Request) -> Response:
         function = request.query_params.get("function")
-        letters = await self.controller.store.dead_letters(function, _limit(request))
-        return json_response([_letter(letter) for letter in letters])
+        return json_response(await self.controller.dead_letters.list(function, _limit(request)))
 
     async def dead_letter(self, request: Request) -> Response:
-        letter = await self.controller.store.dead_letter(request.path_params["id"])
-        if letter is None:
-            raise NotFound(f"no dead letter {request.path_params['id']!r}")
-        return json_response(_letter(letter))
+        return json_response(await self.controller.dead_letters.show(request.path_params["id"]))
 
     async def redrive(self, request: Request) -> Response:
-        job = await self.controller.jobs.redrive(request.path_params["id"])
-        return json_response({"id": job.id, "status": job.status}, 202)
+        return json_response(
+            await self.controller.dead_letters.redrive(request.path_params["id"]), 202
+        )
 
 
 async def _on_error(request: Request, error: Exception) -> Response:
@@ -150,12 +147,6 @@ def create_admin(controller: Controller) -> Starlette:
         Route(f"{p}/dlq/{{id}}/redrive", api.redrive, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={NimbusError: _on_error})
-
-
-def _letter(letter: Any) -> dict[str, Any]:
-    data: dict[str, Any] = msgspec.to_builtins(letter)
-    data["payload"] = letter.payload.decode("utf-8", errors="replace")
-    return data
 
 
 async def _spec_from(request: Request) -> AppSpec:

@@ -1,0 +1,109 @@
+"""Every dead letter of the platform in one list: events the failure policy gave up on (kept in
+the platform's store, any source) and messages a queue dead-lettered itself (`max_receives`
+without a dead-letter queue, kept in the queue's own area).
+
+A queue's dead letter has the id `queue:NAME:MESSAGE_ID`; re-driving it puts the message back
+into its queue. Any other dead letter re-drives as a new asynchronous invocation of its function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+from nimbus.compute.async_invoke import AsyncInvoker
+from nimbus.compute.protocol import ErrorInfo
+from nimbus.errors import NotFound
+from nimbus.ops.store import DeadLetter, Store
+from nimbus.services import queue
+from nimbus.services.queue import Queues
+
+QUEUE_PREFIX = "queue:"
+
+
+class DeadLetterView(msgspec.Struct, kw_only=True):
+    """One dead letter, whatever its source, as the API and `nimbus dlq` show it."""
+
+    id: str
+    source: str
+    function: str
+    payload: str
+    error: ErrorInfo | None
+    attempts: int
+    created_at: float
+    failed_at: float
+    attributes: dict[str, str] = {}
+
+
+class DeadLetters:
+    def __init__(
+        self,
+        store: Store,
+        jobs: AsyncInvoker,
+        queues: Queues,
+        queue_names: Callable[[], Iterable[str]],
+    ) -> None:
+        self._store = store
+        self._jobs = jobs
+        self._queues = queues
+        self._queue_names = queue_names  # the declared queues, now
+
+    async def list(self, function: str | None, limit: int) -> list[DeadLetterView]:
+        stored = await self._store.dead_letters(function, limit)
+        letters = [_from_store(letter) for letter in stored]
+        if function is None:
+            for name in self._queue_names():
+                messages = await self._queues.dead_letters(name, limit)
+                letters += [_from_queue(name, message) for message in messages]
+        letters.sort(key=lambda letter: letter.failed_at)
+        return letters[:limit]
+
+    async def show(self, letter_id: str) -> DeadLetterView:
+        if letter_id.startswith(QUEUE_PREFIX):
+            name, message_id = _queue_letter(letter_id)
+            for message in await self._queues.dead_letters(name, queue.MAX_RECEIVE):
+                if message.id == message_id:
+                    return _from_queue(name, message)
+            raise NotFound(f"no dead letter {letter_id!r}")
+        letter = await self._store.dead_letter(letter_id)
+        if letter is None:
+            raise NotFound(f"no dead letter {letter_id!r}")
+        return _from_store(letter)
+
+    async def redrive(self, letter_id: str) -> dict[str, str]:
+        """Send it again: back into its queue, or as a new asynchronous invocation."""
+        if letter_id.startswith(QUEUE_PREFIX):
+            name, message_id = _queue_letter(letter_id)
+            if await self._queues.redrive(name, [message_id]) != 1:
+                raise NotFound(f"no dead letter {letter_id!r}")
+            return {"id": message_id, "status": "queued", "queue": name}
+        job = await self._jobs.redrive(letter_id)
+        return {"id": job.id, "status": job.status}
+
+
+def _queue_letter(letter_id: str) -> tuple[str, str]:
+    name, _, message_id = letter_id.removeprefix(QUEUE_PREFIX).partition(":")
+    if not name or not message_id:
+        raise NotFound(f"no dead letter {letter_id!r}")
+    return name, message_id
+
+
+def _from_store(letter: DeadLetter) -> DeadLetterView:
+    return DeadLetterView(
+        id=letter.id, source=letter.source, function=letter.function,
+        payload=letter.payload.decode("utf-8", errors="replace"), error=letter.error,
+        attempts=letter.attempts, created_at=letter.created_at, failed_at=letter.failed_at,
+    )  # fmt: skip
+
+
+def _from_queue(name: str, message: queue.DeadLetter) -> DeadLetterView:
+    error = None
+    if message.last_error is not None:
+        kind, _, text = message.last_error.partition(": ")
+        error = ErrorInfo("Handler", kind if text else "Error", text or kind)
+    return DeadLetterView(
+        id=f"{QUEUE_PREFIX}{name}:{message.id}", source=f"{QUEUE_PREFIX}{name}", function="",
+        payload=message.body, error=error, attempts=message.receive_count,
+        created_at=message.sent_at, failed_at=message.dead_at, attributes=message.attributes,
+    )  # fmt: skip
