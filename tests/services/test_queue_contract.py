@@ -34,7 +34,6 @@ from nimbus.services.queue import (
     MAX_BATCH,
     ChangeVisibility,
     Delete,
-    DeleteBatchResult,
     Message,
     QueueOp,
     Queues,
@@ -476,9 +475,8 @@ async def test_fifo_delivers_each_group_in_order_one_batch_in_flight_at_a_time(
 ) -> None:
     results = [await queues.send("orders", f"a{n}", group="a") for n in range(3)]
     results += [await queues.send("orders", f"b{n}", group="b") for n in range(2)]
-    sequences = [r.sequence for r in results]
-    assert all(s is not None for s in sequences)
-    assert sequences == sorted(sequences)  # type: ignore[type-var]
+    sequences = [r.sequence or 0 for r in results]
+    assert 0 < sequences[0] < sequences[1] < sequences[2] < sequences[3] < sequences[4]
     first = await queues.receive("orders", 2)
     assert [m.body for m in first] == ["a0", "a1"]
     assert [m.sequence for m in first] == sequences[:2]
@@ -496,6 +494,20 @@ async def test_fifo_serves_the_group_with_the_oldest_head_first(queues: Queues) 
         await queues.send("orders", body, group=group)
     assert await bodies(queues, "orders", 3) == ["x0", "x1", "y0"]
     assert await bodies(queues, "orders", 3) == ["z0"]
+
+
+async def test_fifo_with_many_groups_fills_a_receive_from_the_oldest_heads(
+    queues: Queues,
+) -> None:
+    entries = [SendEntry(body=f"{n}", group=f"g{n % 300}") for n in range(600)]
+    await queues.send_batch("orders", entries)
+    received = await queues.receive("orders", 450)
+    assert [m.body for m in received] == [
+        f"{n}" for group in range(225) for n in (group, group + 300)
+    ]
+    assert await bodies(queues, "orders", 1000) == [
+        f"{n}" for group in range(225, 300) for n in (group, group + 300)
+    ]
 
 
 async def test_a_fifo_message_coming_back_blocks_its_group_again(
@@ -874,7 +886,7 @@ async def test_sdk_handle_round_trips_through_the_wire_types(
     monkeypatch.setattr(nimbus.sdk.queue, "call", call)
     jobs, orders = Queue("jobs"), Queue("orders")
 
-    def scenario() -> tuple[list[Message], DeleteBatchResult | None, QueueStats]:
+    def scenario() -> tuple[list[Message], str, QueueStats]:
         jobs.send("text", attributes={"k": "v"}, delay=0)
         jobs.send(b"bytes")
         jobs.send({"n": 1})
@@ -884,10 +896,12 @@ async def test_sdk_handle_round_trips_through_the_wire_types(
         jobs.change_visibility(messages[0].receipt, 0)
         for message in messages[1:]:
             jobs.delete(message.receipt)
-        orders.send("o", group="g", dedup_id="o-1")
-        return messages, None, jobs.stats()
+        first = orders.send("o", group="g", dedup_id="o-1")
+        assert orders.send("o again", group="g", dedup_id="o-1") == first
+        return messages, first, jobs.stats()
 
-    messages, _, stats = await asyncio.to_thread(scenario)
+    messages, first, stats = await asyncio.to_thread(scenario)
+    assert (await one(queues, "orders")).id == first
     assert [m.body for m in messages] == ["text", "bytes", '{"n":1}', "four", "[5]"]
     assert messages[0].attributes == {"k": "v"}
     assert (stats.visible, stats.in_flight) == (1, 0)

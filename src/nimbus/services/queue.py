@@ -5,8 +5,9 @@ deletes it with the receipt of that receive; otherwise it becomes visible again 
 count goes up. Every receive hands out a new receipt; an older one is stale, and using it is a
 Conflict (SQS would answer "succeeded" and maybe not delete). With `max_receives`, a message
 that would be received once more is moved instead to the `dead_letter` queue (keeping body,
-attributes, group, original send time, last error and the queue it came from) or, without one,
-to the queue's own dead-letter area. Dead letters can be re-driven as fresh messages.
+attributes, group, original send time, last error and the queue it came from) or, without one
+(or while it does not exist), to the queue's own dead-letter area. Dead letters can be
+re-driven as fresh messages.
 
 Delivery order: a standard queue hands out visible messages in the order they became visible
 (sent + delay, or their visibility timeout ran out), which is oldest first for new messages. A

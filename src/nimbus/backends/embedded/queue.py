@@ -10,6 +10,8 @@ the same receipt), so a concurrent delete, release or purge is never overwritten
 keep `fifo_groups`, each group's head sequence, so a receive visits only the oldest free groups
 instead of scanning messages of blocked ones. Every statement takes all the messages of a call
 (multi-row VALUES, `IN` lists): a batch of any size costs a constant number of statements.
+Statements that pick messages by sequence number write `+queue_id` and `+visible_at`, so that
+SQLite looks them up by primary key and never walks the queue's visibility index instead.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ INSERT_DEDUPLICATED = f"""INSERT INTO messages ({NEW_COLUMNS}) SELECT * FROM (VA
     WHERE EXISTS (SELECT 1 FROM dedup d WHERE d.queue_id = v.column2
         AND d.dedup_id = v.column7 AND d.message_id = v.column3)"""
 GROUPS_ADDED = """INSERT INTO fifo_groups (queue_id, grp, head_seq)
-    SELECT queue_id, grp, min(seq) FROM messages WHERE seq BETWEEN ? AND ? AND queue_id = ?
+    SELECT queue_id, grp, min(seq) FROM messages WHERE seq BETWEEN ? AND ? AND +queue_id = ?
     GROUP BY grp ON CONFLICT (queue_id, grp) DO UPDATE SET head_seq = min(head_seq,
     excluded.head_seq)"""
 HEADS_REMOVED = """UPDATE fifo_groups SET head_seq = (SELECT min(m.seq) FROM messages m
@@ -110,9 +112,9 @@ HEADS_REFRESHED = """UPDATE fifo_groups SET head_seq = (SELECT min(m.seq) FROM m
     WHERE m.queue_id = fifo_groups.queue_id AND m.grp = fifo_groups.grp) WHERE queue_id = ?"""
 EMPTY_GROUPS = "DELETE FROM fifo_groups WHERE queue_id = ? AND head_seq IS NULL"
 STANDARD_FIRST = f"""SELECT {CANDIDATE} FROM messages WHERE queue_id = ? AND visible_at <= ?
-    ORDER BY visible_at, seq DESC LIMIT ?"""
+    ORDER BY visible_at, seq LIMIT ?"""
 STANDARD_NEXT = f"""SELECT {CANDIDATE} FROM messages WHERE queue_id = ? AND visible_at <= ?
-    AND (visible_at, seq) > (?, ?) ORDER BY visible_at, seq DESC LIMIT ?"""
+    AND (visible_at, seq) > (?, ?) ORDER BY visible_at, seq LIMIT ?"""
 FREE_GROUPS = """SELECT g.grp, g.head_seq FROM fifo_groups g
     WHERE g.queue_id = ? AND g.head_seq > ? AND NOT EXISTS (SELECT 1 FROM messages f
         WHERE f.queue_id = g.queue_id AND f.grp = g.grp AND f.receive_count > 0
@@ -122,10 +124,10 @@ GROUP_ROWS = f"""SELECT * FROM (SELECT {CANDIDATE} FROM messages
     WHERE queue_id = ? AND grp = ? AND seq > ? ORDER BY seq LIMIT ?)"""
 CLAIM = """UPDATE messages SET receipt = ?, visible_at = ?, receive_count = receive_count + 1,
     first_received_at = coalesce(first_received_at, ?)
-    WHERE queue_id = ? AND seq IN ({}) AND visible_at <= ?"""
+    WHERE +queue_id = ? AND seq IN ({}) AND +visible_at <= ?"""
 CLAIMED = "SELECT seq FROM messages WHERE receipt = ? AND seq IN ({})"
-DROP_EXPIRED = "DELETE FROM messages WHERE queue_id = ? AND seq IN ({}) AND sent_at <= ?"
-EXHAUSTED = "queue_id = ? AND seq IN ({}) AND receive_count >= ? AND visible_at <= ?"
+DROP_EXPIRED = "DELETE FROM messages WHERE +queue_id = ? AND seq IN ({}) AND sent_at <= ?"
+EXHAUSTED = "+queue_id = ? AND seq IN ({}) AND receive_count >= ? AND +visible_at <= ?"
 TO_DEAD_LETTER_QUEUE = f"""INSERT INTO messages ({NEW_COLUMNS}, source, last_error)
     SELECT ? + row_number() OVER (ORDER BY seq), ?, id, body, attributes, grp, dedup_id,
         traceparent, sent_at, ?, ?, last_error FROM messages WHERE {EXHAUSTED}"""
@@ -134,13 +136,13 @@ TO_DEAD_LETTERS = f"""INSERT INTO dead_letters (queue_id, id, body, attributes, 
     SELECT queue_id, id, body, attributes, grp, dedup_id, traceparent, ?, last_error, sent_at,
         receive_count, ? FROM messages WHERE {EXHAUSTED}"""
 DROP_EXHAUSTED = f"DELETE FROM messages WHERE {EXHAUSTED}"
-DELETE_RECEIPTS = """DELETE FROM messages WHERE seq IN ({}) AND queue_id = ?
-    AND (seq, receipt) IN (VALUES {}) AND visible_at > ?"""
-RECEIPT_STATE = "SELECT seq, receipt, visible_at FROM messages WHERE queue_id = ? AND seq IN ({})"
+DELETE_RECEIPTS = """DELETE FROM messages WHERE seq IN ({}) AND +queue_id = ?
+    AND (seq, receipt) IN (VALUES {}) AND +visible_at > ?"""
+RECEIPT_STATE = "SELECT seq, receipt, visible_at FROM messages WHERE +queue_id = ? AND seq IN ({})"
 CHANGE_VISIBILITY = """UPDATE messages SET visible_at = ?
-    WHERE seq = ? AND queue_id = ? AND receipt = ? AND visible_at > ?"""
+    WHERE seq = ? AND +queue_id = ? AND receipt = ? AND +visible_at > ?"""
 RELEASE = """UPDATE messages SET visible_at = ?, last_error = coalesce(?, last_error)
-    WHERE seq = ? AND queue_id = ? AND receipt = ?"""
+    WHERE seq = ? AND +queue_id = ? AND receipt = ?"""
 NEXT_VISIBLE = "SELECT min(visible_at) FROM messages WHERE queue_id = ? AND visible_at > ?"
 STATS = """SELECT coalesce(sum(visible_at <= ?1), 0),
         coalesce(sum(visible_at > ?1 AND receive_count > 0), 0),
@@ -155,13 +157,13 @@ REDRIVE = f"""INSERT INTO messages ({NEW_COLUMNS})
     SELECT ? + row_number() OVER (ORDER BY dead_seq), queue_id, id, body, attributes, grp,
         dedup_id, traceparent, ?, ? FROM dead_letters WHERE queue_id = ? AND {{}}"""
 DROP_REDRIVEN = "DELETE FROM dead_letters WHERE queue_id = ? AND {}"
-NOT_IN_FLIGHT = "NOT (receive_count > 0 AND visible_at > ?)"
+NOT_IN_FLIGHT = "NOT (receive_count > 0 AND +visible_at > ?)"
 MOVABLE = f"""SELECT seq, id, source FROM messages WHERE queue_id = ? AND source IS NOT NULL
     AND {NOT_IN_FLIGHT}"""
 TO_SOURCE = f"""INSERT INTO messages ({NEW_COLUMNS})
     SELECT ? + row_number() OVER (ORDER BY seq), ?, id, body, attributes, grp, dedup_id,
-        traceparent, ?, ? FROM messages WHERE queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"""
-DROP_MOVED = f"DELETE FROM messages WHERE queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"
+        traceparent, ?, ? FROM messages WHERE +queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"""
+DROP_MOVED = f"DELETE FROM messages WHERE +queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"
 PURGE = ("DELETE FROM messages WHERE queue_id = ?", "DELETE FROM fifo_groups WHERE queue_id = ?")
 DROP_QUEUE = (
     *PURGE,
@@ -515,7 +517,7 @@ class EmbeddedQueues:
     async def _walk_groups(self, queue: _Queue, plan: _Plan, groups: list[tuple[str, int]]) -> None:
         if not groups:
             return
-        page_limit = plan.missing
+        page_limit = min(plan.missing, max(1, MAX_RECEIVE // len(groups)))  # rows at most
         fetched = await self._group_rows(
             queue, [(grp, head - 1) for grp, head in groups], page_limit
         )
@@ -738,42 +740,45 @@ class EmbeddedQueues:
 
     async def redrive_to_source(self, name: str, ids: Sequence[str] | None = None) -> int:
         queue = self._queue(name)
-        if ids is None:
-            moved = total = await self._move_to_sources(queue, None)
-            while moved == MAX_RECEIVE:
-                moved = await self._move_to_sources(queue, None)
-                total += moved
-            return total
-        wanted = list(dict.fromkeys(ids))
-        check_count("ids", len(wanted), MAX_RECEIVE)
-        return await self._move_to_sources(queue, wanted)
-
-    async def _move_to_sources(self, queue: _Queue, ids: list[str] | None) -> int:
-        """Move up to MAX_RECEIVE messages (or those ids) to the queues they came from."""
-        now = self._clock()
-        where, params = ("", []) if ids is None else (f"AND id IN ({_marks(len(ids))})", ids)
-        sql = f"{MOVABLE} {where} ORDER BY seq LIMIT {MAX_RECEIVE}"
-        rows = await self._db.read(sql, [queue.id, now, *params])
         if ids is not None:
+            wanted = list(dict.fromkeys(ids))
+            check_count("ids", len(wanted), MAX_RECEIVE)
+            where = f"AND id IN ({_marks(len(wanted))})"
+            rows = await self._db.read(f"{MOVABLE} {where}", [queue.id, self._clock(), *wanted])
             found = {row["id"] for row in rows}
-            _check_found(queue.spec.name, ids, found, "dead-lettered message not in flight")
+            _check_found(name, wanted, found, "dead-lettered message not in flight")
+            return await self._move_to_sources(queue, rows)
+        moved, after = 0, 0
+        page = f"{MOVABLE} AND seq > ? ORDER BY seq LIMIT {MAX_RECEIVE}"
+        while True:
+            rows = await self._db.read(page, [queue.id, self._clock(), after])
+            moved += await self._move_to_sources(queue, rows)
+            if len(rows) < MAX_RECEIVE:
+                return moved
+            after = rows[-1]["seq"]
+
+    async def _move_to_sources(self, queue: _Queue, rows: list[sqlite3.Row]) -> int:
+        """Move these messages to the queues they came from, in one transaction; one whose
+        source queue no longer exists stays."""
         by_target: dict[str, list[int]] = {}
         for row in rows:
-            if row["source"] in self._queues:  # a source queue deleted since: the message stays
+            if row["source"] in self._queues:
                 by_target.setdefault(row["source"], []).append(row["seq"])
         if not by_target:
             return 0
+        now = self._clock()
         steps: list[Step] = []
         for target, seqs in by_target.items():
             steps.extend(self._moved_to(self._queues[target], queue, seqs, now))
         seqs = [seq for group in by_target.values() for seq in group]
+        dropped = len(steps)
         steps.append((DROP_MOVED.format(_marks(len(seqs))), [queue.id, *seqs, now]))
         if queue.spec.fifo:
             steps.extend(_heads_removed(queue.id, seqs))
         counts = await self._db.transaction(steps)
         for target in by_target:
             self._notify(target)
-        return counts[-3 if queue.spec.fifo else -1]
+        return counts[dropped]
 
     def _moved_to(self, target: _Queue, queue: _Queue, seqs: list[int], now: float) -> list[Step]:
         base = self._reserve(len(seqs))
