@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nimbus.api_client import AdminClient, discover_url
@@ -172,10 +173,9 @@ def _print_log(entry: dict[str, Any], as_json: bool) -> None:
         return
     stamp = time.strftime("%H:%M:%S", time.localtime(entry["time"]))
     out.print(
-        f"{stamp} [cyan]{entry['function']}[/cyan] {short_id(entry['request_id'])} "
-        f"{entry['level']:<5} {entry['message']}",
+        f"{stamp} [cyan]{escape(entry['function'])}[/cyan] {short_id(entry['request_id'])} "
+        f"{entry['level']:<5} {escape(entry['message'])}",
         highlight=False,
-        markup=False if "[" in entry["message"] else None,
     )
 
 

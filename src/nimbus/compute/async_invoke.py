@@ -13,11 +13,15 @@ import time
 from nimbus.compute.failures import Condition, FailedEvent, FailureRouter
 from nimbus.compute.invoker import EventExpired, Invoker
 from nimbus.compute.protocol import ErrorInfo
-from nimbus.errors import NotFound
+from nimbus.errors import Conflict, NotFound
+from nimbus.events.outcome import reported_failures
+from nimbus.events.types import InvalidBatchResponse
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import DeadLetter, Job, Store
 from nimbus.spec.model import FailurePolicy
+
+BATCH_SOURCES = ("queue", "stream", "table")  # their events are batches with item failures
 
 
 class AsyncInvoker:
@@ -64,6 +68,11 @@ class AsyncInvoker:
     async def redrive(self, letter_id: str) -> Job:
         """Send a dead letter's event to its function again, as a new asynchronous invocation."""
         letter = await self._store.dead_letter(letter_id)
+        if letter is not None and not letter.function:
+            raise Conflict(
+                f"dead letter {letter_id!r} came from {letter.source}, not from a function: "
+                "there is no function to re-drive it to"
+            )
         job_id, now = new_id(), time.time()
         if letter is None or not await self._store.redrive_dead_letter(letter_id, job_id, now):
             raise NotFound(f"no dead letter {letter_id!r}")
@@ -105,10 +114,11 @@ class AsyncInvoker:
 
     async def _attempt(self, job: Job) -> None:
         try:
-            policy = self._invoker.pool(job.function).spec.failure
+            spec = self._invoker.pool(job.function).spec
         except NotFound as error:
             await self._dead_letter(job, ErrorInfo("Init", "FunctionNotFound", error.message))
             return
+        policy, style = spec.failure, spec.style
         expires_at = job.created_at + policy.max_event_age
         if time.time() > expires_at:
             await self._fail(job, job.error or _too_old(policy.max_event_age), "EventAgeExceeded")
@@ -134,7 +144,8 @@ class AsyncInvoker:
         job.attempts += 1
         job.request_ids.append(invocation.record.id)
         job.updated_at = time.time()
-        if invocation.error is None:
+        failure = invocation.error or _batch_failure(job, style, invocation.result.value)
+        if failure is None:
             job.status, job.result, job.error = "succeeded", invocation.result.value, None
             await self._store.put_job(job, durable=False)
             if self.failures is not None:
@@ -143,13 +154,13 @@ class AsyncInvoker:
                     payload=job.payload, result=job.result or b"null", attempts=job.attempts,
                 )  # fmt: skip
             return
-        job.error = invocation.error
+        job.error = failure
         delay = policy.backoff * 2 ** (job.attempts - 1)
         if job.attempts > policy.retries:
-            await self._fail(job, invocation.error, "RetriesExhausted")
+            await self._fail(job, failure, "RetriesExhausted")
             return
         if job.updated_at + delay > expires_at:
-            await self._fail(job, invocation.error, "EventAgeExceeded")
+            await self._fail(job, failure, "EventAgeExceeded")
             return
         job.status, job.next_at = "retrying", job.updated_at + delay
         await self._store.put_job(job, durable=True)
@@ -187,6 +198,20 @@ class AsyncInvoker:
             source=job.trigger,
         )  # fmt: skip
         await self._store.add_dead_letter(letter, job)
+
+
+def _batch_failure(job: Job, style: str, result: bytes) -> ErrorInfo | None:
+    """A re-driven batch (from a queue, stream or change feed) whose handler still reports
+    items as failed has failed: it must not count as done."""
+    if job.trigger.partition(":")[0] not in BATCH_SOURCES:
+        return None
+    try:
+        failed = reported_failures(style, result, None)
+    except InvalidBatchResponse as malformed:
+        return ErrorInfo("Handler", "InvalidBatchResponse", malformed.message)
+    if not failed:
+        return None
+    return ErrorInfo("Handler", "BatchItemFailure", f"the handler reported {failed} as failed")
 
 
 def _too_old(max_event_age: float) -> ErrorInfo:

@@ -13,13 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from nimbus.compute.async_invoke import AsyncInvoker
 from nimbus.compute.failures import FailureRouter
 from nimbus.compute.invoker import Invoker
-from nimbus.events import aws
-from nimbus.events.types import failed_items
+from nimbus.events.outcome import reported_failures
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import Store
 from nimbus.services.catalog import ServiceSet
@@ -67,13 +64,8 @@ class TriggerRunner(ABC):
         return self.function.style
 
     def failed_ids(self, result: bytes, ids: list[str]) -> list[str]:
-        """The batch items the handler reported as failed. An AWS-style handler is read as
-        Lambda reads it (no `batchItemFailures`: all succeeded; a malformed list: all failed);
-        a nimbus-style handler's malformed answer raises InvalidBatchResponse."""
-        value = msgspec.json.decode(result)
-        if self.style == "aws":
-            return aws.batch_item_failures(value, ids)
-        return failed_items(value, ids)
+        """The batch items the handler reported as failed (see `reported_failures`)."""
+        return reported_failures(self.style, result, ids)
 
     @property
     def consumer(self) -> str:

@@ -1,0 +1,28 @@
+"""What a batch handler's answer says failed, read the way its style expects."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import msgspec
+
+from nimbus.events import aws
+from nimbus.events.types import failed_items
+
+
+def reported_failures(style: str, result: bytes, ids: Collection[str] | None) -> list[str]:
+    """The ids of the items the handler reported as failed (`ids`: the batch's, when known).
+
+    An AWS-style answer is read as Lambda reads it (no `batchItemFailures`: all succeeded; a
+    malformed list: all failed); a nimbus-style answer that is malformed raises
+    InvalidBatchResponse.
+    """
+    value = msgspec.json.decode(result)
+    if style != "aws":
+        return failed_items(value, ids)
+    if ids is not None:
+        return aws.batch_item_failures(value, ids)
+    failures = value.get("batchItemFailures") if isinstance(value, Mapping) else None
+    if not failures:
+        return []
+    return [str(f.get("itemIdentifier") if isinstance(f, Mapping) else f) for f in failures]
