@@ -154,3 +154,27 @@ def test_bad_orders_are_refused_and_a_poison_order_is_dead_lettered(platform: Pl
     assert stored(platform, good) is not None
     mallory = platform.http.get("/customers/mallory/orders").json()["orders"]
     assert [order["id"] for order in mallory] == [good]
+
+
+def test_a_redriven_poison_order_that_still_fails_is_dead_lettered_again(
+    platform: Platform,
+) -> None:
+    """Regression: a re-driven batch whose handler still reports its item as failed used to
+    count as done, and the order was lost."""
+    poison = accept(platform, {"customer": "trent", "lines": [{"sku": "dragon", "quantity": 1}]})
+
+    def letter_of_poison() -> dict[str, Any] | None:
+        for letter in dead_letters(platform):
+            (message,) = json.loads(letter["payload"])["messages"]
+            if json.loads(message["body"])["id"] == poison:
+                return letter
+        return None
+
+    first = platform.wait_for(letter_of_poison, "the poison order, dead-lettered")
+    job = json.loads(platform.cli("dlq", "redrive", first["id"], "--json", check=True).stdout)
+    again = platform.wait_for(
+        lambda: (letter := letter_of_poison()) and letter["id"] != first["id"] and letter,
+        "the re-driven poison order, dead-lettered again",
+    )
+    assert again["error"]["type"] == "BatchItemFailure"
+    assert platform.cli_json("status", job["id"])["status"] == "failed"
