@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 import nimbus
 from nimbus.errors import SpecError
@@ -263,6 +264,55 @@ def test_plan_lists_additions_changes_and_removals() -> None:
     ]
     assert make_plan(desired, desired).empty
     assert make_plan(None, desired).add == ["a", "c"]
+
+
+def test_plan_lists_resources_by_kind_apart_from_app_settings() -> None:
+    current = AppSpec.model_validate(
+        {"name": "shop", "root": "/app", "queues": {"orders": {"name": "orders"}},
+         "tables": {"old": {"name": "old", "key": "id"}}}
+    )  # fmt: skip
+    desired = AppSpec.model_validate(
+        {"name": "shop", "root": "/app",
+         "queues": {"orders": {"name": "orders", "visibility_timeout": 60}},
+         "topics": {"news": {"name": "news"}}}
+    )  # fmt: skip
+    plan = make_plan(current, desired)
+    assert plan.app == []
+    assert plan.add_resources == ["topic news"]
+    assert plan.remove_resources == ["table old"]
+    assert [
+        (c.name, [(f.field, f.old, f.new) for f in c.fields]) for c in plan.change_resources
+    ] == [("queue orders", [("visibility_timeout", 30.0, 60.0)])]
+    assert make_plan(None, desired).add_resources == ["queue orders", "topic news"]
+    assert make_plan(desired, desired).empty
+
+
+def test_spec_refuses_dangling_references_and_duplicate_names() -> None:
+    base = {"name": "shop", "root": "/app", "queues": {"orders": {"name": "orders"}}}
+    cases = [
+        ({"functions": {"f": {"name": "f", "handler": "m:f", "uses": ["nope"]}}}, "'nope'"),
+        (
+            {"functions": {"f": {"name": "f", "handler": "m:f",
+                                 "triggers": [{"type": "queue", "queue": "missing"}]}}},
+            "not a declared queue",
+        ),
+        ({"topics": {"orders": {"name": "orders"}}}, "both named 'orders'"),
+        ({"queues": {"orders": {"name": "orders", "max_receives": 2, "dead_letter": "dlq"}}},
+         "'dlq' is not a queue"),
+        (
+            {"functions": {"f": {"name": "f", "handler": "m:f",
+                                 "failure": {"on_failure": "nowhere"}}}},
+            "not a queue, topic or function",
+        ),
+        (
+            {"topics": {"t": {"name": "t", "subscriptions": [
+                {"queue": "orders", "pattern": {"a": [{"numeric": [">"]}]}}]}}},
+            "numeric",
+        ),
+    ]  # fmt: skip
+    for extra, message in cases:
+        with pytest.raises(ValidationError, match=message):
+            AppSpec.model_validate({**base, **extra})
 
 
 def test_manifest_merge_keys_share_settings(tmp_path: Path) -> None:

@@ -273,14 +273,19 @@ def _show_plan(result: Plan, as_json: bool) -> None:
             f"[yellow]~ app {change.field}[/yellow]: {change.old!r} -> {change.new!r}",
             highlight=False,
         )
-    for name in result.add:
-        out.print(f"[green]+ {name}[/green]")
-    for function in result.change:
-        out.print(f"[yellow]~ {function.name}[/yellow]")
-        for change in function.fields:
-            out.print(f"    {change.field}: {change.old!r} -> {change.new!r}", highlight=False)
-    for name in result.remove:
-        out.print(f"[red]- {name}[/red]")
+    groups = (
+        (result.add_resources, result.change_resources, result.remove_resources, " (data kept)"),
+        (result.add, result.change, result.remove, ""),
+    )
+    for added, changed, removed, note in groups:
+        for name in added:
+            out.print(f"[green]+ {name}[/green]")
+        for item in changed:
+            out.print(f"[yellow]~ {item.name}[/yellow]")
+            for change in item.fields:
+                out.print(f"    {change.field}: {change.old!r} -> {change.new!r}", highlight=False)
+        for name in removed:
+            out.print(f"[red]- {name}[/red]{note}")
 
 
 @dlq_app.command("ls")
