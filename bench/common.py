@@ -120,6 +120,8 @@ class Report:
     parameters: dict[str, Any]
     metrics: list[Metric] = field(default_factory=list)
     target: Target | None = None
+    more_targets: list[Target] = field(default_factory=list)
+    """Further targets of the same benchmark; `target` is the one the summary shows."""
     details: dict[str, Any] = field(default_factory=dict)
     per_run: Runs = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -128,12 +130,15 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["metrics"] = [{**asdict(m), "ratio": m.ratio} for m in self.metrics]
-        data["target"] = (
-            None if self.target is None else {**asdict(self.target), "met": self.target.met}
-        )
+        data["target"] = None if self.target is None else _target_json(self.target)
+        data["more_targets"] = [_target_json(target) for target in self.more_targets]
         data["machine"] = machine()
         data["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return data
+
+
+def _target_json(target: Target) -> dict[str, Any]:
+    return {**asdict(target), "met": target.met}
 
 
 def machine() -> dict[str, Any]:
@@ -213,6 +218,7 @@ def render_report(report: Report) -> str:
     lines += [f"{key}: {value}" for key, value in report.details.items()]
     lines += [f"WARNING: {warning}" for warning in report.warnings]
     lines.append(f"target: {target_verdict(report.target)}")
+    lines += [f"target: {target_verdict(target)}" for target in report.more_targets]
     return "\n".join(lines)
 
 

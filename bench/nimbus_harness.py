@@ -36,9 +36,9 @@ async def running_controller(app: Path = BENCH_APP) -> AsyncIterator[Controller]
             await controller.stop()
 
 
-async def invoke_ok(controller: Controller, function: str) -> Invocation:
+async def invoke_ok(controller: Controller, function: str, payload: bytes = b"null") -> Invocation:
     """Invoke `function` directly (no HTTP) and fail loudly if the invocation failed."""
-    invocation = await controller.invoker.invoke(function, trigger="invoke")
+    invocation = await controller.invoker.invoke(function, trigger="invoke", payload=payload)
     if invocation.error is not None:
         error = invocation.error
         raise RuntimeError(f"{function} failed: {error.kind} {error.type}: {error.message}")

@@ -47,6 +47,8 @@ def ticks(expression: Expression, start: float, count: int) -> list[float]:
 @pytest.mark.parametrize(
     ("text", "period"),
     [
+        ("rate(1 second)", 1.0),
+        ("rate(30 seconds)", 30.0),
         ("rate(1 minute)", MINUTE),
         ("rate(5 minutes)", 5 * MINUTE),
         ("rate(1 hour)", HOUR),
@@ -93,14 +95,15 @@ def test_a_rate_ignores_dst_a_day_is_24_hours() -> None:
         ("rate(1.5 hours)", "whole number"),
         ("rate(05 minutes)", "whole number"),
         ("rate(1000001 days)", "whole number"),
-        ("rate(30 seconds)", "minute(s), hour(s) or day(s)"),
-        ("rate(2 weeks)", "minute(s), hour(s) or day(s)"),
+        ("rate(1 seconds)", "write 'second'"),
+        ("rate(2 weeks)", "second(s), minute(s), hour(s) or day(s)"),
         ("rate(5)", "rate(value unit)"),
         ("rate(5 minutes please)", "rate(value unit)"),
         ("rate()", "rate(value unit)"),
     ],
 )
 def test_invalid_rates_name_what_is_wrong(text: str, complaint: str) -> None:
+    """`rate(N seconds)` is nimbus's own addition (AWS starts at one minute)."""
     with pytest.raises(InvalidRequest, match="rate expression") as raised:
         parse(text, "UTC")
     assert complaint in raised.value.message

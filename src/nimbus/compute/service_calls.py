@@ -7,7 +7,7 @@ Workers hold no handles, credentials or paths: this is the only way their code r
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -62,35 +62,16 @@ class ServiceCalls:
             )
         services, trace, op = self._services, call.traceparent, call.op
         if name in spec.queues:
-            return await queue.perform(services.queues, name, _traced(_queue.decode(op), trace))
+            return await queue.perform(services.queues, name, _queue.decode(op))
         if name in spec.topics:
-            return await topic.perform(services.topics, name, _traced(_topic.decode(op), trace))
+            return await topic.perform(services.topics, name, _topic.decode(op))
         if name in spec.streams:
-            return await stream.perform(services.streams, name, _traced(_stream.decode(op), trace))
+            return await stream.perform(services.streams, name, _stream.decode(op))
         if name in spec.tables:
             return await table.perform(services.tables, name, _table.decode(op), traceparent=trace)
         if name in spec.buckets:
-            return await bucket.perform(services.buckets, name, _traced(_bucket.decode(op), trace))
+            return await bucket.perform(services.buckets, name, _bucket.decode(op))
         raise NotFound(f"no resource named {name!r}")
-
-
-Op = TypeVar("Op", bound=msgspec.Struct)
-
-
-def _traced(op: Op, traceparent: str | None) -> Op:
-    """The operation with the caller's trace context on what it writes (on the operation, or
-    on each entry of a batch), unless the caller set one itself."""
-    if traceparent is None:
-        return op
-    if getattr(op, "traceparent", "") is None:
-        op = msgspec.structs.replace(op, traceparent=traceparent)
-    entries = getattr(op, "entries", None)
-    if isinstance(entries, list | tuple) and all(
-        isinstance(entry, msgspec.Struct) for entry in entries
-    ):
-        traced = [_traced(entry, traceparent) for entry in entries]
-        op = msgspec.structs.replace(op, entries=type(entries)(traced))
-    return op
 
 
 def _info(error_type: str, message: str) -> ErrorInfo:
