@@ -309,11 +309,18 @@ async def test_an_object_over_the_limit_leaves_nothing_behind(buckets: Buckets) 
     assert await read(buckets, "kept") == b"old"
 
 
-BAD_KEYS: list[Any] = ["", "k" * 1025, "é" * 513, "\ud800", 7, None]
+BAD_KEYS: dict[str, Any] = {
+    "empty": "",
+    "1025 bytes": "k" * 1025,
+    "1026 UTF-8 bytes": "é" * 513,
+    "lone surrogate": "\ud800",
+    "int": 7,
+    "None": None,
+}
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("key", BAD_KEYS)
+@pytest.mark.parametrize("key", BAD_KEYS.values(), ids=BAD_KEYS.keys())
 async def test_bad_keys_are_refused(buckets: Buckets, key: Any) -> None:
     await buckets.put(BUCKET, "ok", b"v")
     for call in (
@@ -359,7 +366,11 @@ async def test_bad_metadata_is_refused(buckets: Buckets, metadata: Any, message:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("content_type", ["", "text/plain\r\nX-Evil: 1", "t" * 1025])
+@pytest.mark.parametrize(
+    "content_type",
+    ["", "text/plain\r\nX-Evil: 1", "t" * 1025],
+    ids=["empty", "header injection", "too long"],
+)
 async def test_bad_content_types_are_refused(buckets: Buckets, content_type: str) -> None:
     with pytest.raises(InvalidRequest, match="content type"):
         await buckets.put(BUCKET, "k", b"x", content_type=content_type)
@@ -545,6 +556,16 @@ async def test_wait_wakes_on_a_commit_and_times_out_otherwise(buckets: Buckets) 
 
 
 @pytest.mark.anyio
+async def test_close_ends_waits(backend: str, tmp_path: Path, clock: Clock) -> None:
+    buckets = open_buckets(backend, tmp_path, clock)
+    await buckets.create(BucketSpec(name=BUCKET))
+    waiter = asyncio.create_task(buckets.wait(BUCKET, 0, timeout=60))
+    await asyncio.sleep(0.05)  # parked on its signal
+    await buckets.close()
+    assert await waiter is False
+
+
+@pytest.mark.anyio
 async def test_trim_drops_events_older_than_a_day(buckets: Buckets, clock: Clock) -> None:
     await buckets.put(BUCKET, "old", b"")
     clock.now += 23 * 3600
@@ -625,7 +646,9 @@ async def test_aborted_unknown_and_abandoned_uploads(buckets: Buckets, clock: Cl
 
 
 @pytest.mark.anyio
-async def test_create_is_idempotent_and_delete_removes_everything(buckets: Buckets) -> None:
+async def test_create_is_idempotent_and_delete_removes_all_but_the_sequence(
+    buckets: Buckets,
+) -> None:
     await buckets.put(BUCKET, "k", b"v")
     await buckets.create(BucketSpec(name=BUCKET, max_object_bytes=LIMIT))
     assert await read(buckets, "k") == b"v"
@@ -637,8 +660,10 @@ async def test_create_is_idempotent_and_delete_removes_everything(buckets: Bucke
     with pytest.raises(NotFound):
         await buckets.upload_part(BUCKET, upload, b"x")
     await buckets.create(BucketSpec(name=BUCKET))
-    await assert_unchanged(buckets, [], 0)
+    await assert_unchanged(buckets, [], 1)
     assert await all_events(buckets) == []
+    await buckets.put(BUCKET, "k", b"new")
+    assert [event.sequence for event in await all_events(buckets)] == [2]
 
 
 @pytest.mark.anyio
@@ -691,7 +716,7 @@ async def test_embedded_files_are_named_by_id_and_replaced_files_go(tmp_path: Pa
         await buckets.delete_object(BUCKET, "../name")
         assert files(objects) == []
         upload = await buckets.upload_start(BUCKET, "u")
-        await buckets.upload_part(BUCKET, upload, b"data")
+        await buckets.upload_part(BUCKET, upload, b"x" * MIB)
         assert len(files(tmp_path / "bucket" / "partial")) == 1
         await buckets.upload_abort(BUCKET, upload)
         assert files(tmp_path / "bucket" / "partial") == []
@@ -782,12 +807,14 @@ async def serve(sock: socket.socket, service: Buckets) -> None:
 async def sdk(buckets: Buckets, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bucket]:
     """`Bucket(BUCKET)` as function code has it; call its methods in a thread."""
     worker_end, controller_end = socket.socketpair()
-    monkeypatch.setattr(client, "_connection", None)
-    client.install(worker_end, None)
+    monkeypatch.setattr(client._Installed, "connection", None)
+    client.install(worker_end)
     server = asyncio.create_task(serve(controller_end, buckets))
-    yield Bucket(BUCKET)
-    worker_end.close()
-    await server
+    try:
+        yield Bucket(BUCKET)
+    finally:
+        worker_end.close()
+        await server
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ import anyio.from_thread
 import anyio.to_thread
 import msgspec
 import pytest
+from pydantic import ValidationError
 
 from nimbus.errors import InvalidRequest, NotFound, PayloadTooLarge
 from nimbus.sdk import topic as sdk_topic
@@ -408,7 +409,11 @@ async def test_a_malformed_subscription_pattern_is_refused_and_nothing_changes(
 ) -> None:
     topics = harness.topics
     good = QueueSubscription(queue="audit", pattern={"type": [{"prefix": "order."}]})
-    bad = QueueSubscription(queue="billing", pattern={"data": {"total": [{"numeric": [">"]}]}})
+    malformed = {"data": {"total": [{"numeric": [">"]}]}}
+    with pytest.raises(ValidationError, match=r"pattern\.data\.total\[0\]"):
+        QueueSubscription(queue="billing", pattern=malformed)  # the spec refuses it first
+    # a backend still refuses one that skipped validation
+    bad = QueueSubscription.model_construct(queue="billing", pattern=malformed)
     await topics.create(TopicSpec(name="orders", max_message_bytes=50, subscriptions=(good,)))
     with pytest.raises(InvalidRequest, match=r"queue 'billing'.*pattern\.data\.total\[0\]"):
         await topics.create(TopicSpec(name="orders", subscriptions=(good, bad)))

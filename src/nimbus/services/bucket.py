@@ -107,7 +107,8 @@ class Buckets(Protocol):
         """Create, or update the size limit (existing objects stay)."""
 
     async def delete(self, name: str) -> None:
-        """Remove the bucket, its objects, events and uploads; nothing to do if it is absent."""
+        """Remove the bucket, its objects, events and uploads; nothing to do if it is absent.
+        A bucket created again under the name goes on with the next sequence number."""
 
     async def close(self) -> None: ...
 
@@ -232,9 +233,9 @@ def content_type_for(key: str, content_type: str | None) -> str:
 
 def check_listing(prefix: str, delimiter: str | None, limit: int) -> int:
     """The listing's arguments are valid; returns the limit to use."""
-    if prefix:
+    if prefix != "":
         check_key(prefix, "prefix")
-    if delimiter is not None and delimiter:
+    if delimiter:
         check_key(delimiter, "delimiter")
     if limit < 1:
         raise InvalidRequest(f"list limit {limit} is below 1")

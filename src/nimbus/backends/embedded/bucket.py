@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (bucket, sequence)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
 CREATE TABLE IF NOT EXISTS garbage (blob TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retired (name TEXT PRIMARY KEY, sequence INTEGER NOT NULL);
 """
 OBJECT_COLUMNS = "key, size, etag, content_type, metadata, last_modified"
 TO_GARBAGE = "INSERT OR IGNORE INTO garbage (blob) SELECT blob FROM objects WHERE bucket = ?"
@@ -86,6 +87,10 @@ DELETED_EVENT = (
     " SELECT b.name, b.sequence, 'deleted', o.key, o.size, o.etag, ?, ?"
     " FROM objects o JOIN buckets b ON b.name = o.bucket WHERE o.bucket = ? AND o.key = ?"
 )
+RETIRE = "INSERT OR REPLACE INTO retired SELECT name, sequence FROM buckets WHERE name = ?"
+"""A deleted bucket's last sequence: one created again under its name goes on from there, so
+a consumer's checkpoint never hides the new bucket's first events."""
+IF_OBJECT = " AND EXISTS (SELECT 1 FROM objects WHERE bucket = ? AND key = ?)"
 _metadata_decoder = msgspec.json.Decoder(dict[str, str])
 
 
@@ -104,6 +109,7 @@ class EmbeddedBuckets:
         self._limits: dict[str, int] = {row["name"]: row["max_object_bytes"] for row in rows}
         self._uploads: dict[str, _Upload] = {}
         self._signals: dict[str, asyncio.Event] = {}
+        self._closed = False
         self._recover()
 
     def _recover(self) -> None:
@@ -121,9 +127,10 @@ class EmbeddedBuckets:
 
     async def create(self, spec: BucketSpec) -> None:
         await self._db.write(
-            "INSERT INTO buckets (name, max_object_bytes) VALUES (?, ?) ON CONFLICT (name)"
-            " DO UPDATE SET max_object_bytes = excluded.max_object_bytes",
-            (spec.name, spec.max_object_bytes),
+            "INSERT INTO buckets (name, max_object_bytes, sequence) VALUES"
+            " (?, ?, COALESCE((SELECT sequence FROM retired WHERE name = ?), 0))"
+            " ON CONFLICT (name) DO UPDATE SET max_object_bytes = excluded.max_object_bytes",
+            (spec.name, spec.max_object_bytes, spec.name),
         )
         self._limits[spec.name] = spec.max_object_bytes
 
@@ -136,6 +143,7 @@ class EmbeddedBuckets:
                 (TO_GARBAGE, (name,)),
                 ("DELETE FROM objects WHERE bucket = ?", (name,)),
                 ("DELETE FROM events WHERE bucket = ?", (name,)),
+                (RETIRE, (name,)),
                 ("DELETE FROM buckets WHERE name = ?", (name,)),
             ]
         )
@@ -147,6 +155,7 @@ class EmbeddedBuckets:
         for upload_id, upload in list(self._uploads.items()):
             await self._abort(upload_id, upload)
         await self._collect()
+        self._closed = True
         for name in list(self._signals):
             self._notify(name)
         await asyncio.to_thread(self._db.close)
@@ -198,7 +207,7 @@ class EmbeddedBuckets:
         check_key(key)
         counts = await self._db.transaction(
             [
-                (NEXT_SEQUENCE + _IF_OBJECT, (name, name, key)),
+                (NEXT_SEQUENCE + IF_OBJECT, (name, name, key)),
                 (DELETED_EVENT, (self._clock(), traceparent, name, key)),
                 (TO_GARBAGE + " AND key = ?", (name, key)),
                 ("DELETE FROM objects WHERE bucket = ? AND key = ?", (name, key)),
@@ -253,7 +262,7 @@ class EmbeddedBuckets:
             try:
                 await session.writer.write(data)
             except PayloadTooLarge:
-                await self._abort(upload, session)
+                await self._end(upload, session)
                 raise
             return session.writer.size
 
@@ -290,9 +299,11 @@ class EmbeddedBuckets:
         return int(rows[0]["sequence"])
 
     async def wait(self, name: str, after: int, timeout: float) -> bool:
+        """Set up the signal before looking, so a commit in between is not missed; a close
+        ends every wait (False)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
+        while not self._closed:
             signal = self._signals.setdefault(name, asyncio.Event())
             if await self.latest_sequence(name) > after:
                 return True
@@ -302,6 +313,7 @@ class EmbeddedBuckets:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await signal.wait()
+        return False
 
     async def trim(self, now: float) -> None:
         await self._db.write("DELETE FROM events WHERE time < ?", (now - EVENT_RETENTION,))
@@ -428,14 +440,15 @@ class EmbeddedBuckets:
 
     async def _abort(self, upload_id: str, session: _Upload) -> None:
         async with session.lock:
-            if session.done:
-                return
-            session.done = True
-            self._uploads.pop(upload_id, None)
-            await asyncio.to_thread(session.writer.discard)
+            await self._end(upload_id, session)
 
-
-_IF_OBJECT = " AND EXISTS (SELECT 1 FROM objects WHERE bucket = ? AND key = ?)"
+    async def _end(self, upload_id: str, session: _Upload) -> None:
+        """End the session and remove its file; the caller holds the session's lock."""
+        if session.done:
+            return
+        session.done = True
+        self._uploads.pop(upload_id, None)
+        await asyncio.to_thread(session.writer.discard)
 
 
 class _Target:
