@@ -181,3 +181,19 @@ def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     yield platform
     platform.stop()
     platform.assert_no_loop_errors()
+
+
+# The service contract suites (tests/services) run once per backend; only the embedded backend
+# exists so far. Their async tests use anyio's pytest plugin (`@pytest.mark.anyio`) on asyncio.
+BACKENDS = ["embedded"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test; each service's fixture builds it from this."""
+    return str(request.param)
