@@ -291,11 +291,14 @@ def _show_plan(result: Plan, as_json: bool) -> None:
 @dlq_app.command("ls")
 def dlq_list(
     function: Annotated[str | None, typer.Argument(help="only this function")] = None,
+    limit: int = 50,
     url: Url = None,
     as_json: AsJson = False,
 ) -> None:
-    """List dead letters."""
-    params = {"function": function} if function else {}
+    """List the latest dead letters of every source, oldest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if function:
+        params["function"] = function
     letters = _client(url).request("GET", "/dlq", params=params)
     if as_json:
         _print_json(letters)

@@ -78,7 +78,9 @@ async def serve(
             await asyncio.sleep(0.01)
         if server.started:
             url = _url(host, listener.getsockname()[1])
-            discovery.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+            written = discovery.with_suffix(".tmp")  # whole or absent: readers poll for it
+            written.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+            written.replace(discovery)
             sys.stderr.write(_banner(spec, url))
         await serving
     finally:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import NimbusError, NotFound
+from nimbus.events.cloudevents import format_time
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import DeadLetter, Store
@@ -93,19 +93,22 @@ class FailureRouter:
         await self._deliver(function, policy.on_success, record, {})
 
     async def failed(self, policy: FailurePolicy, event: FailedEvent) -> bool:
-        """Route a failed event; True if a dead-letter target took it, False if it went to the
-        platform's dead letters."""
+        """Route a failed event; True if a target took it (the on-failure destination's record
+        holds the event too), False if it went to the platform's dead letters."""
+        taken = False
         if policy.on_failure is not None:
             record = destination_record(
                 function=event.function, request_id=event.request_id,
                 condition=event.condition, attempts=event.attempts, payload=event.payload,
                 result=None, error=event.error,
             )  # fmt: skip
-            await self._deliver(event.function, policy.on_failure, record, {})
+            taken = await self._deliver(event.function, policy.on_failure, record, {})
         if policy.dead_letter is not None:
             attributes = error_attributes(event.error, event.request_id)
             if await self._deliver(event.function, policy.dead_letter, event.payload, attributes):
                 return True
+        if taken:
+            return True
         await self._store.add_dead_letter(
             DeadLetter(
                 id=new_id(), function=event.function, payload=event.payload, error=event.error,
@@ -150,7 +153,7 @@ def destination_record(
         context["functionError"] = "Unhandled"
     record = {
         "version": "1.0",
-        "timestamp": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+        "timestamp": format_time(time.time(), 3),  # as Lambda's: 2019-11-24T23:08:25.651Z
         "requestContext": {
             "requestId": request_id,
             "functionArn": f"nimbus:function:{function}",

@@ -6,7 +6,7 @@ Workers hold no handles, credentials or paths: this is the only way their code r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -41,7 +41,9 @@ class ServiceCalls:
         except NimbusError as error:
             return ServiceReply(call.id, error=_info(type(error).__name__, error.message))
         except msgspec.ValidationError as error:
-            message = f"invalid arguments for {call.resource!r}: {error}"
+            message = _kind_mismatch(self._spec(), call) or (
+                f"invalid arguments for {call.resource!r}: {error}"
+            )
             return ServiceReply(call.id, error=_info(InvalidRequest.__name__, message))
         except Exception as error:  # a platform fault: the function gets a clean error
             self._logs.platform(
@@ -72,6 +74,30 @@ class ServiceCalls:
         if name in spec.buckets:
             return await bucket.perform(services.buckets, name, _bucket.decode(op))
         raise NotFound(f"no resource named {name!r}")
+
+
+def _kind_mismatch(spec: AppSpec | None, call: ServiceCall) -> str | None:
+    """Why the call failed when it is an operation of another kind of resource (a Queue
+    handle on a table, ...); None when it is not that."""
+    if spec is None:
+        return None
+    kinds: dict[str, Mapping[str, object]] = {
+        "queue": spec.queues, "topic": spec.topics, "stream": spec.streams,
+        "table": spec.tables, "bucket": spec.buckets,
+    }  # fmt: skip
+    kind = next((kind for kind, declared in kinds.items() if call.resource in declared), None)
+    try:
+        operation = msgspec.msgpack.decode(call.op)
+    except msgspec.DecodeError:
+        return None
+    tag = operation.get("type") if isinstance(operation, dict) else None
+    wanted = tag.partition(".")[0] if isinstance(tag, str) else None
+    if kind is None or wanted not in kinds or wanted == kind:
+        return None
+    return (
+        f"{call.resource!r} is a {kind}, not a {wanted}: "
+        f"use nimbus.{kind.capitalize()}({call.resource!r}) for it"
+    )
 
 
 def _info(error_type: str, message: str) -> ErrorInfo:

@@ -34,6 +34,8 @@ class DeadLetterView(msgspec.Struct, kw_only=True):
     created_at: float
     failed_at: float
     attributes: dict[str, str] = {}
+    job_id: str = ""
+    """The asynchronous invocation that gave up, if one did."""
 
 
 class DeadLetters:
@@ -57,7 +59,7 @@ class DeadLetters:
                 messages = await self._queues.dead_letters(name, limit)
                 letters += [_from_queue(name, message) for message in messages]
         letters.sort(key=lambda letter: letter.failed_at)
-        return letters[:limit]
+        return letters[-limit:]  # the latest, oldest first
 
     async def show(self, letter_id: str) -> DeadLetterView:
         if letter_id.startswith(QUEUE_PREFIX):
@@ -94,6 +96,7 @@ def _from_store(letter: DeadLetter) -> DeadLetterView:
         id=letter.id, source=letter.source, function=letter.function,
         payload=letter.payload.decode("utf-8", errors="replace"), error=letter.error,
         attempts=letter.attempts, created_at=letter.created_at, failed_at=letter.failed_at,
+        job_id=letter.job_id,
     )  # fmt: skip
 
 

@@ -249,9 +249,9 @@ class Store:
     async def dead_letters(self, function: str | None, limit: int) -> list[DeadLetter]:
         where, params = _filters(function=function)
         rows = await self.db.read(
-            f"SELECT * FROM dead_letters {where} ORDER BY failed_at LIMIT ?", (*params, limit)
+            f"SELECT * FROM dead_letters {where} ORDER BY failed_at DESC LIMIT ?", (*params, limit)
         )
-        return [_dead_letter(row) for row in rows]
+        return [_dead_letter(row) for row in reversed(rows)]  # the latest, oldest first
 
     async def dead_letter(self, letter_id: str) -> DeadLetter | None:
         rows = await self.db.read("SELECT * FROM dead_letters WHERE id = ?", (letter_id,))

@@ -24,6 +24,8 @@ from nimbus.spec.model import AppSpec, EventTrigger, FailurePolicy, FunctionSpec
 from nimbus.spec.resources import ScheduleTrigger
 
 RESTART_DELAY_LIMIT = 30.0  # seconds between restarts of a trigger whose loop keeps failing
+TUNING = {"batch_size", "batching_window", "concurrency", "bisect_on_error", "missed"}
+"""Trigger settings that change how a subscription delivers, not which events it gets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,12 @@ class TriggerRunner(ABC):
 
     @property
     def consumer(self) -> str:
-        """A stable id of this function's subscription to its source, for durable cursors:
-        the same function with the same trigger resumes where it stopped, also after restart."""
-        digest = hashlib.sha256(self.trigger.model_dump_json().encode()).hexdigest()[:12]
+        """A stable id of this function's subscription to its source, for durable cursors: the
+        same function resumes where it stopped, also after a restart, and after a redeploy that
+        only tunes the trigger (`TUNING`); another source, starting position, filter or
+        schedule is a new subscription."""
+        identity = self.trigger.model_dump_json(exclude=TUNING)
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
         return f"{self.function.name}/{self.trigger.type}/{digest}"
 
     @abstractmethod

@@ -2,9 +2,10 @@
 
 Like Lambda's SQS event source mapping: long polling, batch size and batching window, at most
 `concurrency` batches at once; a message is deleted only after its invocation succeeded (or the
-handler did not list it in its batch item failures). A failed message becomes visible again
-after the policy's backoff, and after `retries` retries (or `max_event_age`) it goes to the
-policy's dead-letter target, or else the platform's dead letters. A queue that declares its own
+handler did not list it in its batch item failures); a batch that wholly succeeded goes to the
+policy's on-success destination. A failed message becomes visible again after the policy's
+backoff, and after `retries` retries (or `max_event_age`) it goes to the policy's dead-letter
+target, or else the platform's dead letters. A queue that declares its own
 `max_receives` keeps SQS's redrive policy instead: its messages are dead-lettered by the queue.
 """
 
@@ -95,6 +96,12 @@ class QueuePoller(TriggerRunner):
             await self.platform.services.queues.delete_batch(self.trigger.queue, done)
         for message in (m for m in fresh if m.id in failed):
             await self._retry(message, error or _item_failed())
+        if not failed and self.policy.on_success is not None:
+            await self.platform.failures.succeeded(
+                self.policy, function=self.name, request_id=invocation.record.id,
+                payload=self._event(fresh), result=invocation.result.value,
+                attempts=max(m.receive_count for m in fresh),
+            )  # fmt: skip
 
     async def _retry(self, message: Message, error: ErrorInfo) -> None:
         queues, spec = self.platform.services.queues, self.platform.spec()
