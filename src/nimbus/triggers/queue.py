@@ -1,7 +1,10 @@
 """Queue trigger: poll the queue, invoke the function with batches, acknowledge what succeeded.
 
 Like Lambda's SQS event source mapping: long polling, batch size and batching window, at most
-`concurrency` batches at once; a message is deleted only after its invocation succeeded (or the
+`concurrency` batches at once. One receiver claims messages for every lane ahead of time (a FIFO
+queue's one batch at a time, so that a group is never split over two lanes), lanes invoke, and
+one acknowledger deletes finished messages in groups: a message is deleted only after its
+invocation succeeded (or the
 handler did not list it in its batch item failures); a batch that wholly succeeded goes to the
 policy's on-success destination. A failed message becomes visible again after the policy's
 backoff, and after `retries` retries (or `max_event_age`) it goes to the policy's dead-letter
@@ -20,40 +23,54 @@ from nimbus.compute.failures import Condition, FailedEvent
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.events import aws
 from nimbus.events.types import InvalidBatchResponse, QueueBatch, QueueMessage
-from nimbus.services.queue import Message
+from nimbus.services.queue import MAX_RECEIVE, Message, Queues
+from nimbus.spec.model import FunctionSpec
 from nimbus.spec.resources import QueueTrigger
-from nimbus.triggers.base import TriggerRunner
+from nimbus.triggers.base import Platform, TriggerRunner
 
 LONG_POLL = 5.0  # seconds one receive waits for messages before the loop looks around
 MAX_VISIBILITY = 43200.0  # SQS's limit on a visibility timeout (12 hours)
+MAX_CLAIM = 1000  # messages one receive claims at most, for every lane together
+PREFETCH = 4  # batches per lane claimed ahead: a receive's cost is shared by that many
 
 
 class QueuePoller(TriggerRunner):
     trigger: QueueTrigger
+
+    def __init__(self, platform: Platform, function: FunctionSpec, trigger: QueueTrigger) -> None:
+        super().__init__(platform, function, trigger)
+        self._acks = _Acknowledger(platform.services.queues, trigger.queue)
 
     @property
     def source(self) -> str:
         return f"queue:{self.trigger.queue}"
 
     async def run(self) -> None:
-        pollers = self.trigger.concurrency or self.function.max_instances
+        lanes = self.trigger.concurrency or self.function.max_instances
+        batches: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=lanes * PREFETCH)
         async with asyncio.TaskGroup() as group:
-            for _ in range(pollers):
-                group.create_task(self._poll())
+            group.create_task(self._receive(batches, lanes))
+            group.create_task(self._acks.run())
+            for _ in range(lanes):
+                group.create_task(self._work(batches))
 
-    async def _poll(self) -> None:
+    async def _receive(self, batches: asyncio.Queue[list[Message]], lanes: int) -> None:
+        spec = self.platform.spec()
+        fifo = spec is not None and spec.queues[self.trigger.queue].fifo
+        size = self.trigger.batch_size
+        claim = size if fifo else min(MAX_CLAIM, size * lanes * PREFETCH)
         while True:
-            batch = await self._collect()
-            if batch:
-                await self._process(batch)
+            messages = await self._collect(claim)
+            for start in range(0, len(messages), size):
+                await batches.put(messages[start : start + size])
 
-    async def _collect(self) -> list[Message]:
-        """One batch: up to batch_size messages, waiting up to batching_window to fill it."""
-        queues, name, size = (
-            self.platform.services.queues,
-            self.trigger.queue,
-            self.trigger.batch_size,
-        )
+    async def _work(self, batches: asyncio.Queue[list[Message]]) -> None:
+        while True:
+            await self._process(await batches.get())
+
+    async def _collect(self, size: int) -> list[Message]:
+        """Up to `size` messages, waiting up to batching_window to fill them."""
+        queues, name = self.platform.services.queues, self.trigger.queue
         visibility = self._visibility()
         batch = await queues.receive(
             name, max_messages=size, visibility_timeout=visibility, wait=LONG_POLL
@@ -67,10 +84,13 @@ class QueuePoller(TriggerRunner):
         return batch
 
     def _visibility(self) -> float:
-        """Long enough that a message is not delivered again while its invocation runs."""
+        """Long enough that a message is not delivered again while it waits for a lane (the
+        claimed batches ahead of it, at most 2 * PREFETCH invocations) and runs: like AWS's
+        advice of at least six times the function's timeout."""
         spec = self.platform.spec()
         declared = spec.queues[self.trigger.queue].visibility_timeout if spec else 30.0
-        return min(MAX_VISIBILITY, max(declared, self.function.timeout + 5.0))
+        needed = (2 * PREFETCH + 1) * self.function.timeout + 5.0
+        return min(MAX_VISIBILITY, max(declared, needed))
 
     async def _process(self, batch: list[Message]) -> None:
         now = time.time()
@@ -91,9 +111,7 @@ class QueuePoller(TriggerRunner):
                 failed = set(self.failed_ids(invocation.result.value, [m.id for m in fresh]))
             except InvalidBatchResponse as malformed:  # the whole batch failed
                 error = ErrorInfo("Handler", "InvalidBatchResponse", malformed.message)
-        done = [m.receipt for m in fresh if m.id not in failed]
-        if done:
-            await self.platform.services.queues.delete_batch(self.trigger.queue, done)
+        self._acks.add([m.receipt for m in fresh if m.id not in failed])
         for message in (m for m in fresh if m.id in failed):
             await self._retry(message, error or _item_failed())
         if not failed and self.policy.on_success is not None:
@@ -132,12 +150,38 @@ class QueuePoller(TriggerRunner):
         return msgspec.json.encode(QueueBatch(messages=typed))
 
 
+class _Acknowledger:
+    """Deletes finished messages in groups: what finishes while a delete is under way goes in
+    the next one. A crash before the delete delivers a message again (at least once)."""
+
+    def __init__(self, queues: Queues, queue: str) -> None:
+        self._queues = queues
+        self._queue = queue
+        self._receipts: list[str] = []
+        self._ready = asyncio.Event()
+
+    def add(self, receipts: list[str]) -> None:
+        if receipts:
+            self._receipts += receipts
+            self._ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            receipts, self._receipts = self._receipts, []
+            for start in range(0, len(receipts), MAX_RECEIVE):
+                await self._queues.delete_batch(self._queue, receipts[start : start + MAX_RECEIVE])
+
+
 def _typed(queue: str, message: Message) -> QueueMessage:
     return QueueMessage(
         id=message.id, source=f"nimbus:queue:{queue}", type="nimbus.queue.message",
         time=message.sent_at, traceparent=message.traceparent, body=message.body,
         attributes=message.attributes, receive_count=message.receive_count,
-        sent_at=message.sent_at, group=message.group, receipt=message.receipt,
+        sent_at=message.sent_at, first_received_at=message.first_received_at,
+        group=message.group, dedup_id=message.dedup_id, sequence=message.sequence,
+        receipt=message.receipt,
     )  # fmt: skip
 
 
