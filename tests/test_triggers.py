@@ -167,6 +167,9 @@ def test_a_partial_batch_failure_retries_only_the_failed_messages(harness: Harne
         deliveries = [(r["receive_count"], r["ok"]) for r in records if r["id"] == key]
         expected = [(n, False) for n in range(1, failures + 1)] + [(failures + 1, True)]
         assert deliveries == expected, key
+        # every delivery tells when the message was first received: the first delivery's time
+        firsts = {r["first_received_at"] for r in records if r["id"] == key}
+        assert len(firsts) == 1 and None not in firsts, key
     assert harness.dead_letters("on_jobs") == []
 
 

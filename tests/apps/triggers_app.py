@@ -60,7 +60,10 @@ def on_jobs(batch: nimbus.QueueBatch) -> nimbus.BatchResult:
     for message in batch:
         body = message.json()
         ok = message.receive_count > body.get("fail_times", 0)
-        record("on_jobs", id=body["id"], receive_count=message.receive_count, ok=ok)
+        record(
+            "on_jobs", id=body["id"], receive_count=message.receive_count, ok=ok,
+            first_received_at=message.first_received_at,
+        )  # fmt: skip
         if not ok:
             failed.append(message.id)
     return nimbus.BatchResult(failed=failed)
