@@ -68,6 +68,7 @@ def test_an_http_api_v2_handler_gets_the_request_and_shapes_the_response(aws: Ha
     assert response.headers["set-cookie"] == "seen=1; Path=/"
     echo = response.json()
     assert echo["version"] == "2.0"
+    assert echo["routeKey"] == "POST /items/{sku}"  # the declared route, not $default
     assert (echo["rawPath"], echo["rawQueryString"]) == ("/items/sku-9", "color=red&size=L")
     assert echo["queryStringParameters"] == {"color": "red", "size": "L"}
     assert echo["pathParameters"] == {"sku": "sku-9"}

@@ -59,6 +59,7 @@ def sqs_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def http_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     echo = {
         "version": event["version"],
+        "routeKey": event["routeKey"],
         "rawPath": event["rawPath"],
         "rawQueryString": event["rawQueryString"],
         "queryStringParameters": event.get("queryStringParameters"),

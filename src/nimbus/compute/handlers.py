@@ -58,7 +58,8 @@ def make_event(http: HttpEvent | None, payload: bytes, trigger: str, style: str)
     and for direct invocations) the JSON payload as it is."""
     if http is not None:
         if style == "aws":
-            return aws.http_api_event(http)
+            route = f"{http.method} {http.route}" if http.route else "$default"
+            return aws.http_api_event(http, route=route)
         return Request(
             http.method, http.path, http.params, http.query_string, http.headers, http.body
         )

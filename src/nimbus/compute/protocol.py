@@ -39,6 +39,8 @@ class HttpEvent(msgspec.Struct, array_like=True):
     query_string: bytes
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    route: str = ""
+    """The path template of the route that matched, e.g. `/orders/{id}`."""
 
 
 class HttpReply(msgspec.Struct, array_like=True):

@@ -59,7 +59,7 @@ class Gateway:
         controller = self._controller
         method: str = scope["method"]
         try:
-            function, params = controller.router.match(method, path)
+            function, params, route = controller.router.match(method, path)
             body = await _read_body(scope, receive, controller.max_body_bytes)
         except MethodNotAllowed as error:
             allow = ", ".join(error.allowed).encode()
@@ -73,7 +73,9 @@ class Gateway:
             return
         except ClientGone:
             return
-        event = HttpEvent(method, path, params, scope["query_string"], scope["headers"], body)
+        event = HttpEvent(
+            method, path, params, scope["query_string"], scope["headers"], body, route
+        )
         try:
             invocation = await controller.invoker.invoke(function, trigger="http", http=event)
         except Throttled as error:

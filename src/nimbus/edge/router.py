@@ -17,6 +17,7 @@ class MethodNotAllowed(HTTPError):
 
 @dataclass
 class _Path:
+    template: str
     methods: dict[str, str] = field(default_factory=dict)
     pattern: re.Pattern[str] | None = None
 
@@ -29,14 +30,15 @@ class Router:
             for trigger in function.http_triggers():
                 if PATH_PARAM.search(trigger.path):
                     entry = self._dynamic.setdefault(
-                        trigger.path, _Path(pattern=_compile(trigger.path))
+                        trigger.path, _Path(trigger.path, pattern=_compile(trigger.path))
                     )
                 else:
-                    entry = self._static.setdefault(trigger.path, _Path())
+                    entry = self._static.setdefault(trigger.path, _Path(trigger.path))
                 entry.methods[trigger.method] = function.name
 
-    def match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
-        """The function for this request and its path parameters; 404 or 405 otherwise."""
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str], str]:
+        """The function for this request, its path parameters and the route's path template;
+        404 or 405 otherwise."""
         entry = self._static.get(path)
         params: dict[str, str] = {}
         if entry is None:
@@ -54,7 +56,7 @@ class Router:
         if function is None:
             allowed = set(entry.methods) | ({"HEAD"} if "GET" in entry.methods else set())
             raise MethodNotAllowed(sorted(allowed))
-        return function, params
+        return function, params, entry.template
 
 
 def _compile(template: str) -> re.Pattern[str]:
