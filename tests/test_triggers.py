@@ -220,6 +220,29 @@ def test_a_poison_message_is_received_max_receives_times_then_dead_lettered(
     assert harness.dead_letters("on_poison") == []  # the queue's DLQ has it, not the platform's
 
 
+def test_a_dead_letter_queue_is_redriven_to_its_source(harness: Harness) -> None:
+    """`nimbus dlq redrive-queue DLQ` moves what a queue dead-lettered back into it (SQS's
+    redrive to source); there it is processed again from a fresh receive count."""
+    harness.ok(send("sick", {"id": "sick-1"}))
+    harness.platform.wait_for(
+        lambda: [r["receive_count"] for r in harness.records("on_sick")] == [1, 2],
+        "both deliveries of the sick message",
+    )
+
+    def moved_back() -> int:
+        result = harness.platform.cli_json("dlq", "redrive-queue", "sick_dlq")
+        return int(result["moved"])
+
+    harness.heal("sick-1")
+    assert harness.platform.wait_for(moved_back, "the message, in the dead-letter queue") == 1
+    records = harness.wait_records(
+        "on_sick", lambda rs: any(r["ok"] for r in rs), "the re-driven message"
+    )
+    assert [(r["receive_count"], r["ok"]) for r in records] == [(1, False), (2, False), (1, True)]
+    unknown = harness.platform.cli("dlq", "redrive-queue", "nope")
+    assert unknown.returncode != 0 and "no queue named 'nope'" in unknown.stderr
+
+
 def test_a_queue_without_dead_letter_queue_keeps_its_dead_letters_for_redrive(
     harness: Harness,
 ) -> None:

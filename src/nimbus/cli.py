@@ -333,6 +333,16 @@ def dlq_redrive(letter_id: str, url: Url = None, as_json: AsJson = False) -> Non
         out.print(f"re-driven as [bold]{job['id']}[/bold]")
 
 
+@dlq_app.command("redrive-queue")
+def dlq_redrive_queue(queue: str, url: Url = None, as_json: AsJson = False) -> None:
+    """Move every message of a dead-letter queue back to the queue it came from."""
+    moved = _client(url).request("POST", f"/queues/{queue}/redrive")
+    if as_json:
+        _print_json(moved)
+    else:
+        out.print(f"moved {moved['moved']} message(s) back to their queues")
+
+
 def main() -> None:
     try:
         app()

@@ -21,6 +21,8 @@ errors = app.queue("errors", visibility_timeout=5)
 poison_dlq = app.queue("poison_dlq")
 poison = app.queue("poison", visibility_timeout=1, max_receives=3, dead_letter="poison_dlq")
 brittle = app.queue("brittle", visibility_timeout=1, max_receives=2)  # its own dead letters
+sick_dlq = app.queue("sick_dlq")
+sick = app.queue("sick", visibility_timeout=1, max_receives=2, dead_letter="sick_dlq")
 fragile = app.queue("fragile", visibility_timeout=1)
 manual = app.queue("manual", visibility_timeout=1)
 audit = app.queue("audit", max_message_bytes=1024)
@@ -45,8 +47,9 @@ customers = app.table("customers", key="id", max_item_bytes=1024)
 uploads = app.bucket("uploads")
 
 EVERYTHING_BUT_SECRET = [
-    jobs, errors, poison, poison_dlq, brittle, fragile, manual, audit, failed_clicks, outcomes,
-    paid, receipts, small, sequenced, graveyard, stale, events, clicks, tuned, customers, uploads,
+    jobs, errors, poison, poison_dlq, sick, sick_dlq, brittle, fragile, manual, audit,
+    failed_clicks, outcomes, paid, receipts, small, sequenced, graveyard, stale, events, clicks,
+    tuned, customers, uploads,
 ]  # fmt: skip
 
 
@@ -83,6 +86,15 @@ def on_poison(batch: nimbus.QueueBatch) -> None:
     for message in batch:
         record("on_poison", id=message.json()["id"], receive_count=message.receive_count)
         raise ValueError(f"poison {message.json()['id']}")
+
+
+@app.on_queue(sick, batch_size=1, environment=ENV, failure=nimbus.FailurePolicy(backoff=0.05))
+def on_sick(batch: nimbus.QueueBatch) -> None:
+    for message in batch:
+        key = message.json()["id"]
+        record("on_sick", id=key, receive_count=message.receive_count, ok=healed(key))
+        if not healed(key):
+            raise ValueError(f"sick {key}")
 
 
 @app.on_queue(brittle, batch_size=1, environment=ENV, failure=nimbus.FailurePolicy(backoff=0.05))

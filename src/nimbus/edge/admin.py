@@ -115,6 +115,10 @@ class AdminAPI:
     async def dead_letter(self, request: Request) -> Response:
         return json_response(await self.controller.dead_letters.show(request.path_params["id"]))
 
+    async def redrive_queue(self, request: Request) -> Response:
+        moved = await self.controller.dead_letters.redrive_queue(request.path_params["name"])
+        return json_response({"moved": moved})
+
     async def redrive(self, request: Request) -> Response:
         return json_response(
             await self.controller.dead_letters.redrive(request.path_params["id"]), 202
@@ -145,6 +149,7 @@ def create_admin(controller: Controller) -> Starlette:
         Route(f"{p}/dlq", api.dead_letters),
         Route(f"{p}/dlq/{{id}}", api.dead_letter),
         Route(f"{p}/dlq/{{id}}/redrive", api.redrive, methods=["POST"]),
+        Route(f"{p}/queues/{{name}}/redrive", api.redrive_queue, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={NimbusError: _on_error})
 

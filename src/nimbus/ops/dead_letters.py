@@ -83,6 +83,13 @@ class DeadLetters:
         job = await self._jobs.redrive(letter_id)
         return {"id": job.id, "status": job.status}
 
+    async def redrive_queue(self, name: str) -> int:
+        """Move every message of dead-letter queue `name` back to the queue it came from
+        (SQS's redrive to source); returns how many moved."""
+        if name not in self._queue_names():
+            raise NotFound(f"no queue named {name!r}")
+        return await self._queues.redrive_to_source(name)
+
 
 def _queue_letter(letter_id: str) -> tuple[str, str]:
     name, _, message_id = letter_id.removeprefix(QUEUE_PREFIX).partition(":")
