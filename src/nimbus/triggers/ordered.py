@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from nimbus.compute.failures import Condition, FailedEvent
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.events.types import InvalidBatchResponse
+from nimbus.spec.resources import StreamTrigger, TableTrigger
 from nimbus.triggers.base import TriggerRunner
 
 R = TypeVar("R")
@@ -37,9 +38,19 @@ class _Pending(Generic[R]):
 class OrderedConsumer(TriggerRunner, Generic[R]):
     """Subclasses say how to read one partition and how its records look to the handler."""
 
-    batch_size: int
-    batching_window: float
-    bisect: bool
+    trigger: StreamTrigger | TableTrigger
+
+    @property
+    def batch_size(self) -> int:
+        return self.trigger.batch_size
+
+    @property
+    def batching_window(self) -> float:
+        return self.trigger.batching_window
+
+    @property
+    def bisect(self) -> bool:
+        return self.trigger.bisect_on_error
 
     @abstractmethod
     async def partitions(self) -> list[str]: ...

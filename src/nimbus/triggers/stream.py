@@ -14,18 +14,6 @@ from nimbus.triggers.ordered import OrderedConsumer
 class StreamConsumer(OrderedConsumer[Record]):
     trigger: StreamTrigger
 
-    @property
-    def batch_size(self) -> int:  # type: ignore[override]
-        return self.trigger.batch_size
-
-    @property
-    def batching_window(self) -> float:  # type: ignore[override]
-        return self.trigger.batching_window
-
-    @property
-    def bisect(self) -> bool:  # type: ignore[override]
-        return self.trigger.bisect_on_error
-
     async def partitions(self) -> list[str]:
         info = await self.platform.services.streams.info(self.trigger.stream)
         return [str(p.partition) for p in info.partitions]

@@ -17,18 +17,6 @@ PARTITION = "changes"
 class ChangeFeedConsumer(OrderedConsumer[Change]):
     trigger: TableTrigger
 
-    @property
-    def batch_size(self) -> int:  # type: ignore[override]
-        return self.trigger.batch_size
-
-    @property
-    def batching_window(self) -> float:  # type: ignore[override]
-        return self.trigger.batching_window
-
-    @property
-    def bisect(self) -> bool:  # type: ignore[override]
-        return self.trigger.bisect_on_error
-
     async def partitions(self) -> list[str]:
         return [PARTITION]
 
