@@ -220,25 +220,36 @@ def test_a_poison_message_is_received_max_receives_times_then_dead_lettered(
     assert harness.dead_letters("on_poison") == []  # the queue's DLQ has it, not the platform's
 
 
-def test_a_dead_letter_queue_is_redriven_to_its_source(harness: Harness) -> None:
-    """`nimbus dlq redrive-queue DLQ` moves what a queue dead-lettered back into it (SQS's
-    redrive to source); there it is processed again from a fresh receive count."""
-    harness.ok(send("sick", {"id": "sick-1"}))
-    harness.platform.wait_for(
-        lambda: [r["receive_count"] for r in harness.records("on_sick")] == [1, 2],
-        "both deliveries of the sick message",
-    )
+def test_a_dead_letter_queue_is_listed_and_redriven_to_its_source(harness: Harness) -> None:
+    """Messages a queue moved to its dead-letter queue are dead letters too: `nimbus dlq`
+    lists them (with the queue they failed in and their last error) and re-drives them one by
+    one, or the whole queue with `redrive-queue` (SQS's redrive to source); back in their
+    queue they are processed again from a fresh receive count."""
+    harness.ok(send("sick", {"id": "sick-1"}), send("sick", {"id": "sick-2"}))
 
-    def moved_back() -> int:
-        result = harness.platform.cli_json("dlq", "redrive-queue", "sick_dlq")
-        return int(result["moved"])
+    def listed() -> list[Record]:
+        letters = [d for d in harness.dead_letters("") if d["id"].startswith("queue:sick_dlq:")]
+        return letters if len(letters) == 2 else []
+
+    letters = harness.platform.wait_for(listed, "both messages, in the dead-letter queue")
+    by_body = {json.loads(letter["payload"])["id"]: letter for letter in letters}
+    assert {letter["source"] for letter in letters} == {"queue:sick"}
+    assert by_body["sick-1"]["error"]["type"] == "ValueError"
+    assert by_body["sick-1"]["error"]["message"] == "sick sick-1"
+    shown = harness.platform.cli_json("dlq", "show", by_body["sick-1"]["id"])
+    assert shown["id"] == by_body["sick-1"]["id"]
 
     harness.heal("sick-1")
-    assert harness.platform.wait_for(moved_back, "the message, in the dead-letter queue") == 1
+    harness.heal("sick-2")
+    harness.platform.cli("dlq", "redrive", by_body["sick-1"]["id"], check=True)
+    assert harness.platform.cli_json("dlq", "redrive-queue", "sick_dlq")["moved"] == 1
     records = harness.wait_records(
-        "on_sick", lambda rs: any(r["ok"] for r in rs), "the re-driven message"
+        "on_sick", lambda rs: sum(r["ok"] for r in rs) == 2, "both re-driven messages"
     )
-    assert [(r["receive_count"], r["ok"]) for r in records] == [(1, False), (2, False), (1, True)]
+    for key in ("sick-1", "sick-2"):
+        deliveries = [(r["receive_count"], r["ok"]) for r in records if r["id"] == key]
+        assert deliveries == [(1, False), (2, False), (1, True)], key
+    assert listed() == []
     unknown = harness.platform.cli("dlq", "redrive-queue", "nope")
     assert unknown.returncode != 0 and "no queue named 'nope'" in unknown.stderr
 

@@ -318,8 +318,8 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(letter_id: str, url: Url = None) -> None:
-    """Show one dead letter: its event, attempts and last error."""
+def dlq_show(letter_id: str, url: Url = None, as_json: AsJson = False) -> None:
+    """Show one dead letter: its event, attempts and last error (always JSON)."""
     _print_json(_client(url).request("GET", f"/dlq/{letter_id}"))
 
 

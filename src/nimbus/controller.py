@@ -55,10 +55,7 @@ class Controller:
             )
         )  # fmt: skip
         self.dead_letters = DeadLetters(
-            self.store,
-            self.jobs,
-            self.services.queues,
-            lambda: self.spec.queues if self.spec else (),
+            self.store, self.jobs, self.services.queues, self._queue_names, self._dead_letter_queues
         )
         self.spec: AppSpec | None = None
         self.router = Router()
@@ -131,6 +128,13 @@ class Controller:
 
     def _current_spec(self) -> AppSpec | None:
         return self.spec
+
+    def _queue_names(self) -> list[str]:
+        return list(self.spec.queues) if self.spec else []
+
+    def _dead_letter_queues(self) -> set[str]:
+        queues = self.spec.queues.values() if self.spec else ()
+        return {q.dead_letter for q in queues if q.dead_letter is not None}
 
     def describe_functions(self) -> list[dict[str, Any]]:
         return [

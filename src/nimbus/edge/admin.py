@@ -110,7 +110,7 @@ class AdminAPI:
 
     async def dead_letters(self, request: Request) -> Response:
         function = request.query_params.get("function")
-        return json_response(await self.controller.dead_letters.list(function, _limit(request)))
+        return json_response(await self.controller.dead_letters.latest(function, _limit(request)))
 
     async def dead_letter(self, request: Request) -> Response:
         return json_response(await self.controller.dead_letters.show(request.path_params["id"]))

@@ -202,6 +202,10 @@ class Queues(Protocol):
         """Move dead letters of the queue's own area (all, or those ids) back into the queue
         as fresh messages; returns how many."""
 
+    async def moved_here(self, name: str, limit: int = 100) -> list[DeadLetter]:
+        """The oldest messages other queues dead-lettered into queue `name` that are not in
+        flight, without receiving them (`dead_at`: when they arrived; `source`: where from)."""
+
     async def redrive_to_source(self, name: str, ids: Sequence[str] | None = None) -> int:
         """Move messages of dead-letter queue `name` (all not in flight, or those ids) back to
         the queues they came from, as fresh messages; returns how many."""

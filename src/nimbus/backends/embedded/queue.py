@@ -160,6 +160,9 @@ DROP_REDRIVEN = "DELETE FROM dead_letters WHERE queue_id = ? AND {}"
 NOT_IN_FLIGHT = "NOT (receive_count > 0 AND +visible_at > ?)"
 MOVABLE = f"""SELECT seq, id, source FROM messages WHERE queue_id = ? AND source IS NOT NULL
     AND {NOT_IN_FLIGHT}"""
+MOVED_HERE = f"""SELECT id, body, attributes, grp, dedup_id, traceparent, source, last_error,
+    sent_at, receive_count, visible_at AS dead_at FROM messages
+    WHERE queue_id = ? AND source IS NOT NULL AND {NOT_IN_FLIGHT} ORDER BY seq LIMIT ?"""
 TO_SOURCE = f"""INSERT INTO messages ({NEW_COLUMNS})
     SELECT ? + row_number() OVER (ORDER BY seq), ?, id, body, attributes, grp, dedup_id,
         traceparent, ?, ? FROM messages WHERE +queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"""
@@ -194,6 +197,19 @@ def _encode_attributes(attributes: Mapping[str, str]) -> str | None:
 
 def _decode_attributes(text: str | None) -> dict[str, str]:
     return _attributes.decode(text) if text else {}
+
+
+def _dead_letters(rows: list[sqlite3.Row]) -> list[DeadLetter]:
+    return [
+        DeadLetter(
+            id=row["id"], body=row["body"], attributes=_decode_attributes(row["attributes"]),
+            receive_count=row["receive_count"], sent_at=row["sent_at"],
+            dead_at=row["dead_at"], source=row["source"], group=row["grp"],
+            dedup_id=row["dedup_id"], traceparent=row["traceparent"],
+            last_error=row["last_error"],
+        )
+        for row in rows
+    ]  # fmt: skip
 
 
 class _New(NamedTuple):
@@ -692,17 +708,12 @@ class EmbeddedQueues:
     async def dead_letters(self, name: str, limit: int = 100) -> list[DeadLetter]:
         queue = self._queue(name)
         check_count("dead letters asked for", limit, MAX_RECEIVE)
-        rows = await self._db.read(DEAD_LETTERS, (queue.id, limit))
-        return [
-            DeadLetter(
-                id=row["id"], body=row["body"], attributes=_decode_attributes(row["attributes"]),
-                receive_count=row["receive_count"], sent_at=row["sent_at"],
-                dead_at=row["dead_at"], source=row["source"], group=row["grp"],
-                dedup_id=row["dedup_id"], traceparent=row["traceparent"],
-                last_error=row["last_error"],
-            )
-            for row in rows
-        ]  # fmt: skip
+        return _dead_letters(await self._db.read(DEAD_LETTERS, (queue.id, limit)))
+
+    async def moved_here(self, name: str, limit: int = 100) -> list[DeadLetter]:
+        queue = self._queue(name)
+        check_count("messages asked for", limit, MAX_RECEIVE)
+        return _dead_letters(await self._db.read(MOVED_HERE, (queue.id, self._clock(), limit)))
 
     async def redrive(self, name: str, ids: Sequence[str] | None = None) -> int:
         queue = self._queue(name)
