@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -197,3 +199,53 @@ def anyio_backend() -> str:
 def backend(request: pytest.FixtureRequest) -> str:
     """The name of the backend under test; each service's fixture builds it from this."""
     return str(request.param)
+
+
+class Clock:
+    """A backend's clock, moved by hand: services take it as `clock=` and call it for the time."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def run_killed(script: str, *args: str, after: int | None = None) -> list[str]:
+    """Run a Python snippet in a child process that prints one line per acknowledged write, and
+    return those lines once the child has died of SIGKILL.
+
+    With `after`, the child is killed as soon as it has printed that many lines; without, it must
+    kill itself (`os.kill(os.getpid(), signal.SIGKILL)`) and every line it printed is returned.
+    Either way only whole lines count, and the child must have died of SIGKILL.
+    """
+    with tempfile.TemporaryFile("w+") as errors:
+        child = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), *args],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        assert child.stdout is not None
+        lines: list[str] = []
+        try:
+            while after is None or len(lines) < after:
+                line = child.stdout.readline()
+                if not line:
+                    break
+                assert line.endswith("\n"), f"an unfinished line {line!r}"
+                lines.append(line[:-1])
+        finally:
+            if after is not None:
+                child.kill()
+            child.wait()
+            child.stdout.close()
+        errors.seek(0)
+        stderr = errors.read()
+    assert child.returncode == -signal.SIGKILL, f"exit status {child.returncode}:\n{stderr}"
+    if after is not None:
+        assert len(lines) == after, f"{len(lines)} lines of {after}:\n{stderr}"
+    return lines

@@ -10,7 +10,6 @@ import random
 import socket
 import subprocess
 import sys
-import textwrap
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from conftest import Clock, run_killed
 from nimbus.backends.embedded.bucket import EmbeddedBuckets
 from nimbus.compute.protocol import HEADER, ErrorInfo, ServiceCall, ServiceReply, pack
 from nimbus.errors import (
@@ -45,14 +45,6 @@ from nimbus.spec.resources import BucketSpec
 
 BUCKET = "files"
 LIMIT = 64 * MIB
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def open_buckets(backend: str, data_dir: Path, clock: Callable[[], float]) -> Buckets:
@@ -760,14 +752,7 @@ asyncio.run(main())
 
 @pytest.mark.anyio
 async def test_embedded_acknowledged_puts_survive_kill_9(tmp_path: Path) -> None:
-    process = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert process.stdout == "acknowledged\n", process.stderr
-    assert process.returncode == -9
+    assert run_killed(KILLED, str(tmp_path)) == ["acknowledged"]
     buckets = EmbeddedBuckets(tmp_path)
     try:
         assert await read(buckets, "kept") == b"acknowledged twice"

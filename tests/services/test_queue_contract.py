@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,6 +17,7 @@ import msgspec
 import pytest
 
 import nimbus.sdk.queue
+from conftest import Clock, run_killed
 from nimbus.backends.embedded.queue import EmbeddedQueues
 from nimbus.errors import (
     Conflict,
@@ -56,19 +54,6 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    """The backend's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def open_queues(backend: str, path: Path, clock: Callable[[], float]) -> Queues:
     if backend == "embedded":
         return EmbeddedQueues(path, clock=clock)
@@ -77,7 +62,7 @@ def open_queues(backend: str, path: Path, clock: Callable[[], float]) -> Queues:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -820,14 +805,8 @@ async def test_acknowledged_sends_survive_kill_9(
 ) -> None:
     if backend != "embedded":
         pytest.skip("the killed producer runs the embedded backend in its own process")
-    done = subprocess.run(
-        [sys.executable, "-c", KILLED_PRODUCER, str(tmp_path / "data")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    acknowledged = done.stdout.split()
+    lines = run_killed(KILLED_PRODUCER, str(tmp_path / "data"))
+    acknowledged = [sent for line in lines for sent in line.split()]
     assert len(acknowledged) == 100
     clock.advance(time.time() - T0)  # the producer ran on the real clock
     service = make()

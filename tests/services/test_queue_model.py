@@ -28,6 +28,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from conftest import Clock
 from nimbus.backends.embedded.queue import EmbeddedQueues
 from nimbus.errors import Conflict, NotFound
 from nimbus.services.queue import Message, Queues, SendEntry, SendResult
@@ -42,14 +43,6 @@ DEDUP_WINDOW = 300.0
 groups = st.sampled_from(["a", "b", "c"])
 dedup_ids = st.sampled_from(["d1", "d2", "d3", "d4", "d5", "d6"])
 bodies = st.text(alphabet="xyz", min_size=1, max_size=3)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -128,7 +121,7 @@ class QueueMachine(RuleBasedStateMachine):
         super().__init__()
         self.runner = asyncio.Runner()
         self.directory = tempfile.mkdtemp()
-        self.clock = Clock()
+        self.clock = Clock(T0)
         self.queues: Queues = EmbeddedQueues(Path(self.directory), clock=self.clock)
         spec = QueueSpec(
             name="q", fifo=self.fifo, max_receives=MAX_RECEIVES, visibility_timeout=VISIBILITY,

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import Clock
 from nimbus.backends.embedded.schedule import EmbeddedSchedules
 from nimbus.errors import InvalidRequest, NotFound
 from nimbus.services.schedule import Schedules, ScheduleState, due_ticks
@@ -24,14 +25,6 @@ T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 ID = "report#0"
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def open_schedules(backend: str, path: Path, clock: Callable[[], float]) -> Schedules:
     if backend == "embedded":
         return EmbeddedSchedules(path, clock=clock)
@@ -39,18 +32,18 @@ def open_schedules(backend: str, path: Path, clock: Callable[[], float]) -> Sche
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> Clock:
+    return Clock(T0)
 
 
 @pytest.fixture
-async def schedules(backend: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Schedules]:
+async def schedules(backend: str, tmp_path: Path, clock: Clock) -> AsyncIterator[Schedules]:
     service = open_schedules(backend, tmp_path, clock)
     yield service
     await service.close()
 
 
-async def reopen(service: Schedules, backend: str, path: Path, clock: FakeClock) -> Schedules:
+async def reopen(service: Schedules, backend: str, path: Path, clock: Clock) -> Schedules:
     await service.close()
     return open_schedules(backend, path, clock)
 
@@ -59,7 +52,7 @@ async def reopen(service: Schedules, backend: str, path: Path, clock: FakeClock)
 
 
 async def test_register_creates_a_schedule_that_has_never_fired(
-    schedules: Schedules, clock: FakeClock
+    schedules: Schedules, clock: Clock
 ) -> None:
     clock.now = T0 + 0.75
     state = await schedules.register(ID, "rate(5 minutes)", "UTC")
@@ -71,7 +64,7 @@ async def test_register_creates_a_schedule_that_has_never_fired(
 
 
 async def test_register_again_with_the_same_expression_changes_nothing(
-    schedules: Schedules, clock: FakeClock
+    schedules: Schedules, clock: Clock
 ) -> None:
     first = await schedules.register(ID, "rate(5 minutes)", "UTC")
     assert await schedules.claim(ID, T0 + 300)
@@ -86,7 +79,7 @@ async def test_register_again_with_the_same_expression_changes_nothing(
     [("rate(10 minutes)", "UTC"), ("rate(5 minutes)", "Europe/Berlin")],
 )
 async def test_a_changed_expression_or_time_zone_starts_over(
-    schedules: Schedules, clock: FakeClock, expression: str, timezone: str
+    schedules: Schedules, clock: Clock, expression: str, timezone: str
 ) -> None:
     await schedules.register(ID, "rate(5 minutes)", "UTC")
     assert await schedules.claim(ID, T0 + 300)
@@ -163,7 +156,7 @@ async def test_claims_of_different_ticks_racing_end_on_the_latest(schedules: Sch
 
 
 async def test_two_platforms_on_one_data_dir_fire_a_tick_once(
-    backend: str, tmp_path: Path, clock: FakeClock
+    backend: str, tmp_path: Path, clock: Clock
 ) -> None:
     one = open_schedules(backend, tmp_path, clock)
     two = open_schedules(backend, tmp_path, clock)
@@ -197,7 +190,7 @@ async def test_state_list_and_remove(schedules: Schedules) -> None:
 
 
 async def test_a_removed_schedule_registered_again_starts_over(
-    schedules: Schedules, clock: FakeClock
+    schedules: Schedules, clock: Clock
 ) -> None:
     await schedules.register(ID, "rate(1 hour)", "UTC")
     assert await schedules.claim(ID, T0 + 3600)
@@ -211,7 +204,7 @@ async def test_a_removed_schedule_registered_again_starts_over(
 
 
 async def test_state_survives_a_restart_and_a_fired_tick_does_not_fire_again(
-    backend: str, tmp_path: Path, clock: FakeClock
+    backend: str, tmp_path: Path, clock: Clock
 ) -> None:
     service = open_schedules(backend, tmp_path, clock)
     await service.register(ID, "rate(5 minutes)", "UTC")
@@ -233,7 +226,7 @@ async def test_state_survives_a_restart_and_a_fired_tick_does_not_fire_again(
 async def test_fsync_mode_works_the_same(tmp_path: Path, backend: str) -> None:
     if backend != "embedded":
         pytest.skip("fsync is an option of the embedded backend")
-    service = EmbeddedSchedules(tmp_path, fsync=True, clock=FakeClock())
+    service = EmbeddedSchedules(tmp_path, fsync=True, clock=Clock(T0))
     try:
         await service.register(ID, "rate(1 minute)", "UTC")
         assert await service.claim(ID, T0 + 60)
@@ -267,7 +260,7 @@ async def fire_due(
 async def test_ticks_missed_while_down_follow_the_policy(
     backend: str,
     tmp_path: Path,
-    clock: FakeClock,
+    clock: Clock,
     missed: MissedTicks,
     after_downtime: list[float],
 ) -> None:
@@ -286,7 +279,7 @@ async def test_ticks_missed_while_down_follow_the_policy(
 
 
 async def test_a_tick_just_before_registration_never_fires(
-    schedules: Schedules, clock: FakeClock
+    schedules: Schedules, clock: Clock
 ) -> None:
     five = 300 * (T0 // 300)  # a */5 tick
     clock.now = five + 30
@@ -320,7 +313,7 @@ def test_claims_accept_exactly_the_ticks_later_than_every_earlier_win(
     backend: str, steps: list[float | str]
 ) -> None:
     async def scenario(path: Path) -> None:
-        clock = FakeClock()
+        clock = Clock(T0)
         service = open_schedules(backend, path, clock)
         await service.register(ID, "rate(1 minute)", "UTC")
         watermark = T0  # the model: nothing at or before the origin or the last win fires

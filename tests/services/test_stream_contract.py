@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -21,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nimbus.sdk.stream
+from conftest import Clock, run_killed
 from nimbus.backends.embedded.stream import EmbeddedStreams
 from nimbus.errors import (
     Conflict,
@@ -51,19 +49,6 @@ HOUR = 3600.0
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-class Clock:
-    """The backend's clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def open_streams(backend: str, path: Path, clock: Callable[[], float]) -> Streams:
     if backend == "embedded":
         return EmbeddedStreams(path, clock=clock)
@@ -72,7 +57,7 @@ def open_streams(backend: str, path: Path, clock: Callable[[], float]) -> Stream
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -477,14 +462,7 @@ async def test_acknowledged_puts_survive_kill_9(
 ) -> None:
     if backend != "embedded":
         pytest.skip("the killed producer runs the embedded backend in its own process")
-    done = subprocess.run(
-        [sys.executable, "-c", KILLED_PRODUCER, str(tmp_path / "data")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    acknowledged = [int(line) for line in done.stdout.split()]
+    acknowledged = [int(line) for line in run_killed(KILLED_PRODUCER, str(tmp_path / "data"))]
     assert len(acknowledged) == 40
     service = make()
     assert sorted(r.sequence for r in await read_everything(service)) == acknowledged

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
+from conftest import Clock, run_killed
 from nimbus.backends.embedded.table import EmbeddedTables
 from nimbus.errors import (
     ConditionFailed,
@@ -63,16 +59,6 @@ for _ in range(40):
     DEEP = [DEEP]
 
 
-class Clock:
-    """The time the backend sees; tests move it."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Harness:
     """The backend under test, which a test may close and open again on the same files."""
 
@@ -91,7 +77,7 @@ class Harness:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -873,16 +859,7 @@ async def test_an_acknowledged_write_survives_kill_9(backend: str, tmp_path: Pat
     if backend != "embedded":
         pytest.skip("the writer process builds the embedded backend")
     data = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(WRITER), str(data)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    acknowledged = [int(process.stdout.readline()) for _ in range(200)]
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stdout.close()
+    acknowledged = [int(line) for line in run_killed(WRITER, str(data), after=200)]
     tables = BACKENDS[backend](data)
     try:
         for n in acknowledged:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +13,7 @@ import msgspec
 import pytest
 from pydantic import ValidationError
 
+from conftest import Clock, run_killed
 from nimbus.errors import InvalidRequest, NotFound, PayloadTooLarge
 from nimbus.sdk import topic as sdk_topic
 from nimbus.services.patterns import compile_pattern
@@ -38,16 +35,6 @@ START = 1_700_000_000.0
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-class Clock:
-    """The backends' clock, moved by the tests."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def build(backend: str, data_dir: Path, clock: Callable[[], float]) -> Topics:
     if backend == "embedded":
         from nimbus.backends.embedded.topic import EmbeddedTopics
@@ -62,7 +49,7 @@ class Harness:
     def __init__(self, backend: str, data_dir: Path) -> None:
         self.backend = backend
         self.data_dir = data_dir
-        self.clock = Clock()
+        self.clock = Clock(START)
         self.topics = build(backend, data_dir, self.clock)
 
     async def reopen(self) -> Topics:
@@ -427,7 +414,7 @@ async def test_a_malformed_subscription_pattern_is_refused_and_nothing_changes(
 
 @pytest.mark.anyio
 async def test_closing_releases_long_polls(backend: str, tmp_path: Path) -> None:
-    topics = build(backend, tmp_path / "closing", Clock())
+    topics = build(backend, tmp_path / "closing", Clock(START))
     await topics.create(TopicSpec(name="orders"))
     woken: list[bool] = []
 
@@ -553,18 +540,8 @@ async def test_acknowledged_publishes_and_commits_survive_kill_9(
     if backend != "embedded":
         pytest.skip("the child process builds the embedded backend")
     data_dir = tmp_path / "killed"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdout is not None
-    try:
-        line = await anyio.to_thread.run_sync(child.stdout.readline)
-        assert line.strip() == "acknowledged"
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        child.stdout.close()
-    topics = build(backend, data_dir, Clock())
+    assert run_killed(CHILD, str(data_dir), after=1) == ["acknowledged"]
+    topics = build(backend, data_dir, Clock(START))
     try:
         assert [e.json() for e in await topics.read("orders", "c")] == [1, 2]
     finally:
