@@ -158,6 +158,7 @@ async def test_delete_removes_the_queue_with_everything_and_is_idempotent(
         lambda q: q.dead_letters("nope"),
         lambda q: q.redrive("nope"),
         lambda q: q.redrive_to_source("nope"),
+        lambda q: q.moved_here("nope"),
         lambda q: q.purge("nope"),
     ],
 )
@@ -606,7 +607,12 @@ async def test_exhausted_messages_move_to_the_dead_letter_queue_and_back_to_thei
     clock.advance(5)
     assert await queues.receive("jobs") == []
     assert await depth(queues, "jobs") == (0, 0, 0, 0)
+    [listed] = await queues.moved_here("dlq")  # seen without being received
+    assert (listed.id, listed.body, listed.attributes) == (sent.id, "poison", {"k": "v"})
+    assert (listed.source, listed.last_error, listed.sent_at) == ("jobs", "boom 2", T0)
+    assert listed.dead_at == T0 + 5 and await queues.moved_here("jobs") == []
     dead = await one(queues, "dlq")
+    assert await queues.moved_here("dlq") == []  # in flight: not listed
     assert (dead.id, dead.body, dead.attributes) == (sent.id, "poison", {"k": "v"})
     assert (dead.source, dead.last_error, dead.sent_at) == ("jobs", "boom 2", T0)
     assert (dead.receive_count, dead.traceparent) == (1, TRACEPARENT)
