@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -116,6 +117,26 @@ def test_wildcard_with_escapes() -> None:
     assert matches({"name": [{"wildcard": "a\\\\b"}]}, {"name": "a\\b"})
     assert matches({"name": [{"wildcard": "a.c"}]}, {"name": "a.c"})
     assert not matches({"name": [{"wildcard": "a.c"}]}, {"name": "abc"})
+
+
+def test_a_wildcard_of_many_stars_is_matched_without_backtracking() -> None:
+    """Matching runs on the controller's event loop for every event and subscription: a
+    backtracking regex took exponential time here (minutes for 60 characters)."""
+    pattern = {"name": [{"wildcard": "*a*a*a*a*a*a*a*a*a*a*b"}]}
+    assert not matches(pattern, {"name": "a" * 5000})
+    assert matches(pattern, {"name": "a" * 5000 + "b"})
+
+
+@given(
+    st.text(alphabet="ab*", max_size=8).filter(lambda text: "**" not in text),
+    st.text(alphabet="ab", max_size=10),
+)
+def test_a_wildcard_matches_as_the_equivalent_regular_expression(glob: str, value: str) -> None:
+    expression = ".*".join(re.escape(part) for part in glob.split("*"))
+    expected = re.fullmatch(expression, value, re.DOTALL) is not None
+    assert matches({"name": [{"wildcard": glob}]}, {"name": value}) == expected
+    anything_but = {"name": [{"anything-but": {"wildcard": [glob, "zz"]}}]}
+    assert matches(anything_but, {"name": value}) == (not expected)
 
 
 @pytest.mark.parametrize(

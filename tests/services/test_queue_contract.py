@@ -344,6 +344,9 @@ async def test_an_invalid_message_is_refused_and_nothing_is_stored(
     assert await depth(queues, queue) == (0, 0, 0, 0)
 
 
+FORGED = "9999999999999999999:0123456789abcdef"
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -357,6 +360,10 @@ async def test_an_invalid_message_is_refused_and_nothing_is_stored(
         lambda q: q.change_visibility("jobs", "1:0123456789abcdef", 43201),
         lambda q: q.change_visibility("jobs", "1:short", 1),
         lambda q: q.release("jobs", "1:0123456789abcdef", delay=-1),
+        # forged receipts whose number is beyond any sequence (over 64 bits)
+        lambda q: q.delete_message("jobs", FORGED),
+        lambda q: q.change_visibility("jobs", FORGED, 1),
+        lambda q: q.release("jobs", FORGED),
         lambda q: q.dead_letters("jobs", 0),
         lambda q: q.redrive("jobs", []),
     ],
@@ -404,9 +411,12 @@ async def test_delete_batch_answers_for_each_receipt(queues: Queues, clock: Cloc
     a, b, c = await queues.receive("jobs", 3, visibility_timeout=5)
     clock.advance(5)
     assert [m.body for m in await queues.receive("jobs", 1)] == ["a"]  # a's receipt is stale
-    result = await queues.delete_batch("jobs", [a.receipt, b.receipt, "junk", c.receipt, b.receipt])
+    receipts = [a.receipt, b.receipt, "junk", c.receipt, b.receipt, FORGED]
+    result = await queues.delete_batch("jobs", receipts)
     assert result.deleted == [1, 3, 4]
-    assert [(f.index, f.error) for f in result.failed] == [(0, "Conflict"), (2, "InvalidRequest")]
+    assert [(f.index, f.error) for f in result.failed] == [
+        (0, "Conflict"), (2, "InvalidRequest"), (5, "InvalidRequest"),
+    ]  # fmt: skip
     assert "stale" in result.failed[0].message
     assert await depth(queues, "jobs") == (0, 1, 0, 0)
 

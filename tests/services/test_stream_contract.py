@@ -491,6 +491,10 @@ async def test_bad_puts_are_refused_and_write_nothing(streams: Streams) -> None:
         )
     with pytest.raises(InvalidRequest, match="entry 1"):
         await streams.put_batch("small", [("a", b"1", None), ("", b"2", None)])
+    with pytest.raises(InvalidRequest, match="not valid Unicode"):
+        await streams.put("small", "\ud800", b"x")  # a lone surrogate: no UTF-8 key
+    with pytest.raises(InvalidRequest, match=r"entry 1: .*not valid Unicode"):
+        await streams.put_batch("small", [("a", b"1", None), ("b\udfff", b"2", None)])
     with pytest.raises(InvalidRequest, match="10000"):
         await streams.put_batch("small", [("a", b"1", None)] * (MAX_BATCH + 1))
     with pytest.raises(NotFound, match="nope"):

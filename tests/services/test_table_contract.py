@@ -457,7 +457,11 @@ async def test_query_sort_conditions_compare_within_a_type(
 
 @pytest.mark.parametrize(
     "sort",
-    [{}, {"<": 1, ">": 0}, {"~": 1}, {"<": [1]}, {"begins_with": 1}, {"between": [3, 1]}, "x"],
+    [
+        *({}, {"<": 1, ">": 0}, {"~": 1}, {"<": [1]}, {"begins_with": 1}, {"between": [3, 1]}),
+        *({"<": "\ud800"}, {"begins_with": "a\udfff"}, {"between": ["\ud800", "\udfff"]}),
+        "x",
+    ],
 )
 async def test_a_bad_sort_condition_is_invalid(tables: Tables, sort: Any) -> None:
     with pytest.raises(InvalidRequest):
@@ -508,6 +512,22 @@ async def test_a_malformed_cursor_is_invalid(tables: Tables, cursor: Any) -> Non
         await tables.query("orders", "c1", cursor=cursor)
     with pytest.raises(InvalidRequest):
         await tables.scan("orders", cursor=cursor)
+
+
+@pytest.mark.parametrize("position", [2**64 - 1, float("nan"), float("inf")])
+async def test_a_forged_cursor_is_invalid(harness: Harness, position: Any) -> None:
+    """A cursor whose position the backend cannot have written (a number SQLite cannot hold)
+    is refused as malformed, not failed on in the database."""
+    if harness.backend != "embedded":
+        pytest.skip("the cursor's encoding is the embedded backend's")
+    from nimbus.backends.embedded.table import _Cursor
+
+    query = _Cursor("orders", None, "c1").encode((position,))
+    scan = _Cursor("orders", None, None).encode(("c1", position))
+    with pytest.raises(InvalidRequest, match="malformed"):
+        await harness.tables.query("orders", "c1", cursor=query)
+    with pytest.raises(InvalidRequest, match="malformed"):
+        await harness.tables.scan("orders", cursor=scan)
 
 
 async def test_a_cursor_fits_only_its_own_listing(tables: Tables) -> None:

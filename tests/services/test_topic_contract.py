@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,13 @@ async def test_an_oversized_event_is_rejected_and_nothing_changes(topics: Topics
         ({"data": 1, "attributes": {"": "v"}}, "attribute name ''"),
         ({"data": 1, "attributes": {"k": 1}}, "attribute 'k' has a int"),
         ({"data": 1, "traceparent": "00-abc"}, "not a W3C trace context"),
+        # lone surrogates: no UTF-8 text (nothing to store, nothing to match)
+        ({"data": "\ud800"}, "JSON-serialisable"),
+        ({"data": 1, "type": "\ud800"}, "not valid Unicode"),
+        ({"data": 1, "source": "\udfff"}, "not valid Unicode"),
+        ({"data": 1, "subject": "a\ud800"}, "not valid Unicode"),
+        ({"data": 1, "attributes": {"k\ud800": "v"}}, "not valid Unicode"),
+        ({"data": 1, "attributes": {"k": "\ud800"}}, "not valid Unicode"),
     ],
 )
 @pytest.mark.anyio
@@ -278,6 +286,27 @@ async def test_a_malformed_event_is_rejected_and_nothing_changes(
     await topics.publish("orders", "fine")
     [event] = await topics.read("orders", "c")
     assert (event.sequence, event.json()) == (1, "fine")
+
+
+@pytest.mark.anyio
+async def test_a_publish_whose_caller_is_cancelled_can_still_be_consumed(
+    topics: Topics,
+) -> None:
+    """The commit of a publish goes on when its caller is cancelled (a worker gone, a timeout):
+    its event is in the log, so a consumer must be woken for it and may commit past it."""
+    await topics.register("orders", "c")
+    publish = asyncio.ensure_future(topics.publish("orders", "cancelled"))
+    await asyncio.sleep(0)  # queued for commit
+    publish.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publish
+    assert await topics.wait("orders", 0, 30)
+    [event] = await topics.read("orders", "c")
+    assert event.json() == "cancelled"
+    await topics.commit("orders", "c", event.sequence)
+    assert await topics.read("orders", "c") == []
+    await topics.publish("orders", "next")
+    assert [e.sequence for e in await topics.read("orders", "c")] == [event.sequence + 1]
 
 
 @pytest.mark.anyio

@@ -40,7 +40,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import operator as op
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -324,9 +323,8 @@ def _compile_equals_ignore_case(operand: Any, path: str) -> Test:
 
 
 def _compile_wildcard(operand: Any, path: str) -> Test:
-    expressions = [_wildcard_regex(text, path) for text in _strings(operand, path)]
-    regex = re.compile("|".join(f"(?:{expression})" for expression in expressions), re.DOTALL)
-    return lambda value: isinstance(value, str) and regex.fullmatch(value) is not None
+    globs = [_wildcard_segments(text, path) for text in _strings(operand, path)]
+    return lambda value: isinstance(value, str) and any(_globbed(glob, value) for glob in globs)
 
 
 def _strings(operand: Any, path: str) -> list[str]:
@@ -338,9 +336,11 @@ def _strings(operand: Any, path: str) -> list[str]:
     return [_operand_string(operand, path)]
 
 
-def _wildcard_regex(text: str, path: str) -> str:
-    """`*` matches any run of characters; `\\*` and `\\\\` are a literal star and backslash."""
-    parts: list[str] = []
+def _wildcard_segments(text: str, path: str) -> tuple[str, ...]:
+    """The literal text between the stars: `*` matches any run of characters; `\\*` and
+    `\\\\` are a literal star and backslash."""
+    segments: list[str] = []
+    current: list[str] = []
     index = 0
     while index < len(text):
         char = text[index]
@@ -348,17 +348,38 @@ def _wildcard_regex(text: str, path: str) -> str:
             escaped = text[index + 1 : index + 2]
             if escaped not in ("*", "\\"):
                 raise InvalidRequest(f"{path}: '\\' escapes only '*' or '\\' in {text!r}")
-            parts.append(re.escape(escaped))
+            current.append(escaped)
             index += 2
             continue
         if char == "*":
             if text[index + 1 : index + 2] == "*":
                 raise InvalidRequest(f"{path}: consecutive '*' in {text!r}")
-            parts.append(".*")
+            segments.append("".join(current))
+            current = []
         else:
-            parts.append(re.escape(char))
+            current.append(char)
         index += 1
-    return "".join(parts)
+    segments.append("".join(current))
+    return tuple(segments)
+
+
+def _globbed(segments: tuple[str, ...], value: str) -> bool:
+    """Whether `value` is the segments with any text between them: the first a prefix, the
+    last a suffix, each middle one found leftmost after the previous. Linear in the value, where
+    a backtracking regex of many stars would take exponential time on the event loop."""
+    if len(segments) == 1:
+        return value == segments[0]
+    first, *middle, last = segments
+    end = len(value) - len(last)
+    if end < len(first) or not value.startswith(first) or not value.endswith(last):
+        return False
+    position = len(first)
+    for segment in middle:
+        found = value.find(segment, position, end)
+        if found < 0:
+            return False
+        position = found + len(segment)
+    return True
 
 
 # Numeric ranges and CIDR blocks.

@@ -131,7 +131,12 @@ def check_record(spec: StreamSpec, key: str, data: bytes) -> None:
             f"stream {spec.name!r}: partition key of {len(key)} characters is over the limit "
             f"of {MAX_KEY_CHARS}"
         )
-    size = len(data) + len(key.encode())
+    try:
+        size = len(data) + len(key.encode())
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            f"stream {spec.name!r}: the partition key is not valid Unicode"
+        ) from None
     if size > spec.max_record_bytes:
         raise PayloadTooLarge(
             f"stream {spec.name!r}: record of {size} bytes (data + key) is over "

@@ -648,12 +648,19 @@ def parse_sort(sort: Any, attribute: str) -> SortRange:
     if op not in SORT_OPS:
         raise InvalidRequest(f"{where}: {op!r} is not one of {', '.join(SORT_OPS)}")
     if op == "between":
-        return SortRange(op, _bounds(operand, where))
-    if op == "begins_with":
-        _operand(op, operand, where)
+        checked = SortRange(op, _bounds(operand, where))
+    elif op == "begins_with":
+        checked = SortRange(op, _operand(op, operand, where))
     else:
         _comparable(operand, f"{where}: {op}")
-    return SortRange(op, operand)
+        checked = SortRange(op, operand)
+    for value in checked.operand if op == "between" else [checked.operand]:
+        if isinstance(value, str):  # compared by the backend, which stores keys as UTF-8
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise InvalidRequest(f"{where}: {value!r} is not valid Unicode") from None
+    return checked
 
 
 # Updates.

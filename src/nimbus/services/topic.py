@@ -99,10 +99,17 @@ def encode_entry(topic: str, entry: PublishEntry, max_message_bytes: int) -> byt
         raise InvalidRequest("an event's subject is a non-empty string or None")
     if entry.traceparent is not None and not TRACEPARENT.match(str(entry.traceparent)):
         raise InvalidRequest(f"traceparent {entry.traceparent!r} is not a W3C trace context")
-    size = _attributes_size(entry.attributes)
+    try:
+        size = _attributes_size(entry.attributes)
+        for text in (entry.type, entry.source, entry.subject or ""):
+            text.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidRequest(
+            f"an event holds a string that is not valid Unicode: {error}"
+        ) from None
     try:
         data = msgspec.json.encode(entry.data)
-    except (TypeError, msgspec.EncodeError) as error:
+    except (TypeError, UnicodeEncodeError, msgspec.EncodeError) as error:
         raise InvalidRequest(f"an event's data must be JSON-serialisable: {error}") from None
     size += len(data)
     if size > max_message_bytes:

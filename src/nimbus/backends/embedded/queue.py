@@ -853,7 +853,7 @@ def _message(row: sqlite3.Row, token: str, now: float, fifo: bool) -> Message:
 
 def _parse(queue: str, index: int, receipt: str) -> _Receipt:
     match = _RECEIPT.fullmatch(receipt)
-    if match is None:
+    if match is None or int(match[1]) >= 2**63:  # SQLite's integers are 64-bit
         raise InvalidRequest(f"queue {queue!r}: {receipt!r} is not a receipt of this platform")
     return _Receipt(index, int(match[1]), match[2])
 

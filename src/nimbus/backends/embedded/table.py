@@ -40,6 +40,7 @@ from nimbus.services.table import (
     check_document,
     check_key_value,
     check_limit,
+    check_value,
     encode_document,
     expectation,
     expiry,
@@ -158,7 +159,8 @@ class _Cursor(msgspec.Struct, array_like=True, frozen=True):
         try:
             data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             cursor = msgspec.msgpack.decode(data, type=_Cursor)
-        except (TypeError, ValueError, binascii.Error, msgspec.DecodeError):
+            check_value(list(cursor.position), "cursor")  # numbers SQLite can take
+        except (TypeError, ValueError, binascii.Error, msgspec.DecodeError, InvalidRequest):
             raise InvalidRequest(f"malformed cursor {text!r}") from None
         fits = (cursor.table, cursor.index) == (self.table, self.index)
         if not fits or not same(cursor.partition, self.partition) or len(cursor.position) != width:

@@ -11,6 +11,7 @@ the commit that it reflects.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -208,10 +209,12 @@ class EmbeddedTopics:
                 (state.last, name),
             )
         )
-        counts = await self._db.transaction(statements)
-        if not all(counts):
+        # The commit goes on if the publisher is cancelled; the topic must then still learn
+        # of the events, or consumers could neither be woken for them nor commit past them.
+        commit = asyncio.ensure_future(self._db.transaction(statements))
+        commit.add_done_callback(functools.partial(_published, state, first + len(rows) - 1))
+        if not all(await asyncio.shield(commit)):
             raise NotFound(f"topic {name!r} was deleted while publishing")
-        state.published(first + len(rows) - 1)
 
     async def register(self, name: str, consumer: str, start: StartPosition = "latest") -> None:
         state = self._topic(name)
@@ -304,6 +307,12 @@ class EmbeddedTopics:
         if cursor is None:
             raise NotFound(f"consumer {consumer!r} is not registered on topic {name!r}")
         return cursor
+
+
+def _published(state: _Topic, last: int, commit: asyncio.Future[list[int]]) -> None:
+    """Once a publish's transaction settled: if every event went in, they are committed."""
+    if not commit.cancelled() and commit.exception() is None and all(commit.result()):
+        state.published(last)
 
 
 def _event(row: sqlite3.Row) -> TopicEvent:
