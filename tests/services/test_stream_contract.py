@@ -654,3 +654,29 @@ async def test_each_key_reads_back_exactly_its_puts_in_order(
                 got.setdefault(record.key, []).append(record.data)
         await service.close()
     assert got == expected
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.anyio
+async def test_a_read_holds_at_most_read_bytes_but_always_one_record(
+    backend: str, tmp_path: Path
+) -> None:
+    """Kinesis caps GetRecords at 10 MiB: a read of many big records returns fewer of them
+    (the rest on the next read), and a record bigger than the cap still comes alone."""
+    streams = open_streams(backend, tmp_path / "big", Clock(T0))
+    try:
+        await streams.create(StreamSpec(name="big", partitions=1, max_record_bytes=10 * MIB))
+        chunk = 4 * MIB
+        for n in range(4):
+            await streams.put("big", "k", bytes([n]) * chunk)
+        first = await streams.read("big", 0, after=None, limit=100)
+        assert [r.data[0] for r in first.records] == [0, 1]  # 8 MiB; a third would pass 10
+        rest = await streams.read("big", 0, after=first.after, limit=100)
+        assert [r.data[0] for r in rest.records] == [2, 3]
+        await streams.put("big", "k", b"x" * (10 * MIB - 1))
+        alone = await streams.read("big", 0, after=rest.after, limit=100)
+        assert len(alone.records) == 1 and len(alone.records[0].data) == 10 * MIB - 1
+    finally:
+        await streams.close()

@@ -22,6 +22,7 @@ from nimbus.spec.resources import StartingPosition, StreamSpec
 MAX_KEY_CHARS = 256  # Kinesis: partition keys are 1 to 256 Unicode characters
 MAX_BATCH = 10000
 MAX_READ = 10000  # Kinesis GetRecords returns at most 10000 records
+READ_BYTES = 10 * 1024 * 1024  # and at most 10 MiB: a read returns fewer records past that
 HASH_SPACE = 1 << 128
 
 Start = StartingPosition
@@ -93,7 +94,8 @@ class Streams(Protocol):
     async def read(
         self, name: str, partition: int, *, after: int | None, limit: int = 100
     ) -> ReadResult:
-        """Up to `limit` records with sequence > `after` in order (None: from the oldest)."""
+        """Up to `limit` records with sequence > `after` in order (None: from the oldest), and
+        no more than READ_BYTES of them (but always one, if there is one)."""
 
     async def position(
         self, name: str, partition: int, start: Start, at: float | None = None

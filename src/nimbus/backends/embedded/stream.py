@@ -23,6 +23,7 @@ from typing import Any
 from nimbus.errors import Conflict, NotFound, PlatformUnavailable
 from nimbus.ops.database import MAX_VARIABLES, Database, Params
 from nimbus.services.stream import (
+    READ_BYTES,
     Entry,
     PartitionInfo,
     PutResult,
@@ -66,7 +67,10 @@ SAVE_SEQUENCE = "UPDATE meta SET last_sequence = ? WHERE id = 0"
 READ = """SELECT p.trimmed_through, r.sequence, r.key, r.data, r.arrival, r.traceparent
     FROM partitions p LEFT JOIN records r
         ON r.stream = p.stream AND r.partition = p.partition AND r.sequence > ?
+        AND r.sequence <= ?
     WHERE p.stream = ? AND p.partition = ? ORDER BY r.sequence LIMIT ?"""
+SIZES = """SELECT sequence, length(data) + length(key) FROM records
+    WHERE stream = ? AND partition = ? AND sequence > ? ORDER BY sequence LIMIT ?"""
 TRIMMED_THROUGH = "SELECT trimmed_through FROM partitions WHERE stream = ? AND partition = ?"
 FIRST_AT = """SELECT sequence FROM records WHERE stream = ? AND partition = ? AND arrival >= ?
     ORDER BY arrival, sequence LIMIT 1"""
@@ -217,7 +221,9 @@ class EmbeddedStreams:
         stream = self._partition(name, partition)
         check_after(stream.spec, after, self._sequence)
         check_limit(limit)
-        rows = await self.db.read(READ, (after or 0, name, partition, limit))
+        sizes = await self.db.read(SIZES, (name, partition, after or 0, limit))
+        last = _last_within(sizes, READ_BYTES)
+        rows = await self.db.read(READ, (after or 0, last, name, partition, limit))
         if not rows:
             raise _deleted(name)
         trimmed_through: int = rows[0][0]
@@ -317,6 +323,18 @@ class EmbeddedStreams:
 
 def _deleted(name: str) -> NotFound:
     return NotFound(f"stream {name!r} was deleted while it was read")
+
+
+def _last_within(sizes: list[sqlite3.Row], budget: int) -> int:
+    """The last sequence a read returns so that its records stay within `budget` bytes (at
+    least one record, however big): a read never holds more than that in memory."""
+    total, last = 0, sizes[0][0] if sizes else 0
+    for sequence, size in sizes:
+        total += size
+        if total > budget:
+            break
+        last = sequence
+    return last if sizes else 2**63 - 1
 
 
 def _record(partition: int, row: sqlite3.Row) -> Record:
