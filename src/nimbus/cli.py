@@ -99,7 +99,8 @@ def invoke(
 def _print_error(record: dict[str, Any]) -> None:
     error = record["error"]
     out.print(
-        f"[red]{record['outcome']}[/red] {error['type']}: {error['message']}", highlight=False
+        f"[red]{record['outcome']}[/red] {escape(error['type'])}: {escape(error['message'])}",
+        highlight=False,
     )
     for line in error.get("traceback", []):
         out.print(line, highlight=False, markup=False)
@@ -118,7 +119,8 @@ def job_status(invocation_id: str, url: Url = None, as_json: AsJson = False) -> 
     if job["result"] is not None:
         _print_json(job["result"])
     if job["error"]:
-        out.print(f"last error: {job['error']['type']}: {job['error']['message']}", highlight=False)
+        error = job["error"]
+        out.print(f"last error: {error['type']}: {error['message']}", highlight=False, markup=False)
 
 
 @app.command("ls")
@@ -307,12 +309,12 @@ def dlq_list(
     for letter in letters:
         error = letter["error"] or {}
         table.add_row(
-            letter["id"],
-            letter["source"],
-            letter["function"] or "-",
+            escape(letter["id"]),
+            escape(letter["source"]),
+            escape(letter["function"] or "-"),
             str(letter["attempts"]),
             time.strftime("%H:%M:%S", time.localtime(letter["failed_at"])),
-            f"{error.get('type', '')}: {error.get('message', '')}",
+            escape(f"{error.get('type', '')}: {error.get('message', '')}"),
         )
     out.print(table)
 

@@ -73,6 +73,11 @@ class AsyncInvoker:
                 f"dead letter {letter_id!r} came from {letter.source}, not from a function: "
                 "there is no function to re-drive it to"
             )
+        if letter is not None and self._policy(letter.function) is None:
+            raise NotFound(
+                f"dead letter {letter_id!r} failed in function {letter.function!r}, which is no "
+                "longer deployed: deploy it again to re-drive the letter"
+            )
         job_id, now = new_id(), time.time()
         if letter is None or not await self._store.redrive_dead_letter(letter_id, job_id, now):
             raise NotFound(f"no dead letter {letter_id!r}")
@@ -173,7 +178,8 @@ class AsyncInvoker:
         if self.failures is None or policy is None:
             await self._dead_letter(job, error)
             return
-        await self._store.put_job(job, durable=True)
+        # routed before the job is marked failed: a crash in between runs it once more (at
+        # least once) instead of leaving a failed job whose event went nowhere
         await self.failures.failed(
             policy,
             FailedEvent(
@@ -182,6 +188,7 @@ class AsyncInvoker:
                 request_id=job.request_ids[-1] if job.request_ids else "", job_id=job.id,
             ),
         )  # fmt: skip
+        await self._store.put_job(job, durable=True)
 
     def _policy(self, function: str) -> FailurePolicy | None:
         try:

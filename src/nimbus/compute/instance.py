@@ -166,7 +166,8 @@ class Instance:
         message = f"the invocation exceeded its timeout of {timeout:g} s"
         result = _failed(request_id, "Timeout", "Timeout", message)
         result.duration_ms = timeout * 1000
-        entry[0].set_result(result)
+        if not entry[0].done():  # its caller may have stopped waiting (a trigger stopped)
+            entry[0].set_result(result)
         if self.capacity == 1 or self._transport is None:
             self.kill("timeout")
             return
@@ -185,7 +186,8 @@ class Instance:
             entry = self._inflight.pop(frame.id, None)
             if entry is not None:
                 entry[1].cancel()
-                entry[0].set_result(frame)
+                if not entry[0].done():  # its caller may have stopped waiting
+                    entry[0].set_result(frame)
             if frame.exiting:
                 self.alive = False
         elif isinstance(frame, Log):
@@ -226,7 +228,8 @@ class Instance:
             timer.cancel()
         for request_id, (future, timer) in self._inflight.items():
             timer.cancel()
-            future.set_result(_failed(request_id, "Crash", "InstanceExited", reason))
+            if not future.done():  # its caller may have stopped waiting
+                future.set_result(_failed(request_id, "Crash", "InstanceExited", reason))
         self._inflight.clear()
         if not self.closed.done():
             self.closed.set_result(None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, TypeVar, Unpack
 
@@ -337,14 +337,23 @@ class App:
 
 
 def _name(resource: ResourceRef) -> str:
-    return resource if isinstance(resource, str) else resource.name
+    if isinstance(resource, str):
+        return resource
+    name = getattr(resource, "name", None)
+    if not isinstance(name, str):
+        raise SpecError(f"{_caller()}: {resource!r} is not a resource: give its name or its handle")
+    return name
 
 
 def _resolve_uses(options: Mapping[str, Any]) -> dict[str, Any]:
     """`uses` may list handles or names; the spec keeps names."""
     resolved = dict(options)
     if "uses" in resolved:
-        resolved["uses"] = tuple(_name(ref) for ref in resolved["uses"])
+        uses = resolved["uses"]
+        if isinstance(uses, str) or hasattr(uses, "name") or not isinstance(uses, Iterable):
+            kind = type(uses).__name__
+            raise SpecError(f"{_caller()}: uses takes a list of resources, not a {kind}")
+        resolved["uses"] = tuple(_name(ref) for ref in uses)
     return resolved
 
 

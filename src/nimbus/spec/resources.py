@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticSerializationError, to_json
 
 from nimbus.errors import InvalidRequest
 from nimbus.services.patterns import compile_pattern
@@ -229,6 +230,16 @@ class ScheduleTrigger(Model):
         "once", description="ticks missed while down: skip, fire once, or fire each"
     )
     payload: Any = None
+
+    @field_validator("payload")
+    @classmethod
+    def _check_payload(cls, payload: Any) -> Any:
+        """The payload travels as JSON: one that is not JSON is a spec error, found here."""
+        try:
+            to_json(payload)
+        except PydanticSerializationError as error:
+            raise ValueError(f"the payload must be JSON data: {error}") from None
+        return payload
 
     @model_validator(mode="after")
     def _check_expression(self) -> ScheduleTrigger:

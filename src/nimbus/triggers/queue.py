@@ -15,12 +15,14 @@ target, or else the platform's dead letters. A queue that declares its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
 
 from nimbus.compute.failures import Condition, FailedEvent
 from nimbus.compute.protocol import ErrorInfo
+from nimbus.errors import Conflict, NimbusError, NotFound
 from nimbus.events import aws
 from nimbus.events.types import InvalidBatchResponse, QueueBatch, QueueMessage
 from nimbus.services.queue import MAX_RECEIVE, Message, Queues
@@ -40,6 +42,7 @@ class QueuePoller(TriggerRunner):
     def __init__(self, platform: Platform, function: FunctionSpec, trigger: QueueTrigger) -> None:
         super().__init__(platform, function, trigger)
         self._acks = _Acknowledger(platform.services.queues, trigger.queue)
+        self._waiting: dict[str, Message] = {}  # claimed, not yet handed to a lane, by receipt
 
     @property
     def source(self) -> str:
@@ -48,11 +51,25 @@ class QueuePoller(TriggerRunner):
     async def run(self) -> None:
         lanes = self.trigger.concurrency or self.function.max_instances
         batches: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=lanes * PREFETCH)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._receive(batches, lanes))
-            group.create_task(self._acks.run())
-            for _ in range(lanes):
-                group.create_task(self._work(batches))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._receive(batches, lanes))
+                group.create_task(self._acks.run())
+                for _ in range(lanes):
+                    group.create_task(self._work(batches))
+        finally:  # stopped (a redeploy, a shutdown) or failed
+            with contextlib.suppress(NimbusError):  # not deleted: delivered again, at least once
+                await self._acks.flush()
+            await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        """Make the messages claimed ahead that no handler has seen visible again now, rather
+        than after their claim's long visibility timeout."""
+        queues, name = self.platform.services.queues, self.trigger.queue
+        waiting, self._waiting = self._waiting, {}
+        for receipt in waiting:
+            with contextlib.suppress(NimbusError):  # gone, or claimed again: nothing to hand back
+                await queues.change_visibility(name, receipt, 0)
 
     async def _receive(self, batches: asyncio.Queue[list[Message]], lanes: int) -> None:
         spec = self.platform.spec()
@@ -66,7 +83,10 @@ class QueuePoller(TriggerRunner):
 
     async def _work(self, batches: asyncio.Queue[list[Message]]) -> None:
         while True:
-            await self._process(await batches.get())
+            batch = await batches.get()
+            for message in batch:
+                self._waiting.pop(message.receipt, None)
+            await self._process(batch)
 
     async def _collect(self, size: int) -> list[Message]:
         """Up to `size` messages, waiting up to batching_window to fill them."""
@@ -75,21 +95,25 @@ class QueuePoller(TriggerRunner):
         batch = await queues.receive(
             name, max_messages=size, visibility_timeout=visibility, wait=LONG_POLL
         )
+        self._waiting.update((message.receipt, message) for message in batch)
         window_ends = time.monotonic() + self.trigger.batching_window
         while batch and len(batch) < size and (left := window_ends - time.monotonic()) > 0:
             more = await queues.receive(
                 name, max_messages=size - len(batch), visibility_timeout=visibility, wait=left
             )
+            self._waiting.update((message.receipt, message) for message in more)
             batch.extend(more)
         return batch
 
     def _visibility(self) -> float:
-        """Long enough that a message is not delivered again while it waits for a lane (the
-        claimed batches ahead of it, at most 2 * PREFETCH invocations) and runs: like AWS's
-        advice of at least six times the function's timeout."""
+        """Long enough that a message is not delivered again while its batch fills (the
+        batching window), waits for a lane (the claimed batches ahead of it, at most
+        2 * PREFETCH invocations) and runs: like AWS's advice of at least six times the
+        function's timeout."""
         spec = self.platform.spec()
         declared = spec.queues[self.trigger.queue].visibility_timeout if spec else 30.0
-        needed = (2 * PREFETCH + 1) * self.function.timeout + 5.0
+        running = (2 * PREFETCH + 1) * self.function.timeout + 5.0
+        needed = self.trigger.batching_window + running
         return min(MAX_VISIBILITY, max(declared, needed))
 
     async def _process(self, batch: list[Message]) -> None:
@@ -128,9 +152,12 @@ class QueuePoller(TriggerRunner):
             await self._give_up(message, error, "RetriesExhausted")
             return
         delay = min(MAX_VISIBILITY, self.policy.backoff * 2 ** (message.receive_count - 1))
-        await queues.release(
-            self.trigger.queue, message.receipt, error=f"{error.type}: {error.message}", delay=delay
-        )
+        # the handler may have deleted it itself (or it was received again): nothing to retry
+        with contextlib.suppress(NotFound, Conflict):
+            await queues.release(
+                self.trigger.queue, message.receipt, error=f"{error.type}: {error.message}",
+                delay=delay,
+            )  # fmt: skip
 
     async def _give_up(self, message: Message, error: ErrorInfo, condition: Condition) -> None:
         """Dead-letter one message, then delete it from the queue (in that order: a crash in
@@ -168,10 +195,14 @@ class _Acknowledger:
     async def run(self) -> None:
         while True:
             await self._ready.wait()
-            self._ready.clear()
-            receipts, self._receipts = self._receipts, []
-            for start in range(0, len(receipts), MAX_RECEIVE):
-                await self._queues.delete_batch(self._queue, receipts[start : start + MAX_RECEIVE])
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Delete what has finished so far."""
+        self._ready.clear()
+        receipts, self._receipts = self._receipts, []
+        for start in range(0, len(receipts), MAX_RECEIVE):
+            await self._queues.delete_batch(self._queue, receipts[start : start + MAX_RECEIVE])
 
 
 def _typed(queue: str, message: Message) -> QueueMessage:
