@@ -212,3 +212,37 @@ def test_logs_follow_prints_new_lines_as_they_come(basic: Platform) -> None:
                     break
         finally:
             follower.kill()
+
+
+def test_a_deploy_no_backend_can_make_is_refused_before_anything_changes(
+    launch: Callable[..., Platform], tmp_path: Path
+) -> None:
+    """Changing a stream's partitions cannot be done in place: the whole deploy is refused
+    with a clear error, and the running spec stays as it was."""
+    app = tmp_path / "app"
+    app.mkdir()
+    source = app / "app.py"
+    source.write_text(
+        textwrap.dedent(
+            """
+            import nimbus
+
+            app = nimbus.App("resources")
+            jobs = app.queue("jobs", visibility_timeout=30)
+            clicks = app.stream("clicks", partitions=2)
+            """
+        )
+    )
+    platform = launch(app, "--no-reload")
+    source.write_text(
+        source.read_text()
+        .replace("visibility_timeout=30", "visibility_timeout=60")
+        .replace("partitions=2", "partitions=4")
+    )
+    result = platform.cli("deploy", str(app))
+    assert result.returncode != 0
+    assert "stream 'clicks' has 2 partitions" in result.stderr
+    assert "Traceback" not in result.stderr
+    deployed = platform.http.get("/_nimbus/spec").json()
+    assert deployed["queues"]["jobs"]["visibility_timeout"] == 30
+    assert deployed["streams"]["clicks"]["partitions"] == 2

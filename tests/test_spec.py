@@ -309,6 +309,12 @@ def test_spec_refuses_dangling_references_and_duplicate_names() -> None:
                 {"queue": "orders", "pattern": {"a": [{"numeric": [">"]}]}}]}}},
             "numeric",
         ),
+        (
+            {"topics": {"t": {"name": "t", "subscriptions": [
+                {"queue": "orders", "pattern": {"a": ["x"]}},
+                {"queue": "orders", "pattern": {"a": ["y"]}}]}}},
+            "subscribed twice",
+        ),
     ]  # fmt: skip
     for extra, message in cases:
         with pytest.raises(ValidationError, match=message):

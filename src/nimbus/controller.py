@@ -102,7 +102,7 @@ class Controller:
             fresh = code_changed or current is None or current.closed or self._preload_changed(spec)
             if plan.empty and not fresh:
                 return plan
-            await self.triggers.create_resources(spec)
+            await self.triggers.create_resources(spec, self.spec)
             zygote = await self._new_zygote(spec) if fresh else current
             assert zygote is not None
             retired: list[Pool] = []

@@ -40,6 +40,8 @@ class _Connection:
         with self._lock:
             self._sock.sendall(pack(frame))
             reply = self._reader.next()
+            while isinstance(reply, ServiceReply) and reply.id != frame.id:
+                reply = self._reader.next()  # the answer to a call that was interrupted
         if not isinstance(reply, ServiceReply):
             raise PlatformUnavailable("the platform closed this instance's service connection")
         if reply.error is not None:

@@ -215,6 +215,10 @@ class AppSpec(Model):
                 if key in self.functions:
                     raise ValueError(f"a function and a {kind} are both named {key!r}")
                 seen[key] = kind
+        self._check_dead_letter_queues()
+        self._check_subscriptions()
+
+    def _check_dead_letter_queues(self) -> None:
         for queue in self.queues.values():
             target = queue.dead_letter
             if target is not None and target not in self.queues:
@@ -224,7 +228,15 @@ class AppSpec(Model):
                     f"queue {queue.name!r}: a FIFO queue's dead-letter queue must be FIFO too, "
                     "and a standard queue's standard"
                 )
+
+    def _check_subscriptions(self) -> None:
         for topic in self.topics.values():
+            queues = [subscription.queue for subscription in topic.subscriptions]
+            if len(set(queues)) != len(queues):
+                raise ValueError(
+                    f"topic {topic.name!r}: a queue is subscribed twice (put the alternatives "
+                    "of both patterns in one, with $or)"
+                )
             for subscription in topic.subscriptions:
                 if subscription.queue not in self.queues:
                     raise ValueError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from nimbus.spec.model import AppSpec, EventTrigger, FailurePolicy, FunctionSpec
 from nimbus.spec.resources import ScheduleTrigger
 
 RESTART_DELAY_LIMIT = 30.0  # seconds between restarts of a trigger whose loop keeps failing
+HEALTHY_RUN = 60.0  # seconds a run must last for its failure to start the pauses over
 TUNING = {"batch_size", "batching_window", "concurrency", "bisect_on_error", "missed"}
 """Trigger settings that change how a subscription delivers, not which events it gets."""
 
@@ -79,6 +81,12 @@ class TriggerRunner(ABC):
         digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
         return f"{self.function.name}/{self.trigger.type}/{digest}"
 
+    def job_id(self, position: object) -> str:
+        """The id of the asynchronous invocation this trigger submits for the event at
+        `position` of its source: the same after a crash, so handing it on twice (the cursor
+        had not moved yet) runs it once."""
+        return hashlib.sha256(f"{self.consumer}@{position!r}".encode()).hexdigest()[:32]
+
     @abstractmethod
     async def run(self) -> None:
         """Deliver events from the source until cancelled."""
@@ -92,17 +100,21 @@ class TriggerRunner(ABC):
 
 
 def supervise(logs: LogSink, what: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-    """Run `run` in a task; if it fails, log it and run it again, with growing pauses."""
+    """Run `run` in a task; if it fails, log it and run it again, with growing pauses (back to
+    the shortest once a run has lasted a while: failures far apart are not a streak)."""
 
     async def loop() -> None:
         delay = 0.5
         while True:
+            started = time.monotonic()
             try:
                 await run()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if time.monotonic() - started > HEALTHY_RUN:
+                    delay = 0.5
                 logs.platform(f"{what} failed: {error!r}; it restarts in {delay:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_DELAY_LIMIT)

@@ -44,8 +44,9 @@ class BucketSubscriber(TriggerRunner):
                 if self._matches(event):
                     payload = self._event(event)
                     await self.platform.jobs.submit(
-                        self.name, payload, f"bucket:{bucket}", traceparent=event.traceparent
-                    )
+                        self.name, payload, f"bucket:{bucket}", traceparent=event.traceparent,
+                        job_id=self.job_id(event.sequence),
+                    )  # fmt: skip
             after = events[-1].sequence
             await store.save_checkpoint(self.consumer, PARTITION, after)
 

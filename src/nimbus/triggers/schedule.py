@@ -9,7 +9,6 @@ trigger's `missed` setting (skip, once, all); what was given up is logged.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 import msgspec
@@ -52,10 +51,10 @@ class ScheduleTicker(TriggerRunner):
             await asyncio.sleep(max(0.0, pause))
 
     async def _fire(self, tick: float) -> None:
-        job_id = hashlib.sha256(f"{self.consumer}@{tick!r}".encode()).hexdigest()[:32]
         await self.platform.jobs.submit(
-            self.name, self._event(tick), f"schedule:{self.trigger.expression}", job_id=job_id
-        )
+            self.name, self._event(tick), f"schedule:{self.trigger.expression}",
+            job_id=self.job_id(tick),
+        )  # fmt: skip
         await self.platform.services.schedules.claim(self.consumer, tick)
 
     def _event(self, tick: float) -> bytes:

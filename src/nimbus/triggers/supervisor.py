@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from nimbus.errors import Conflict
 from nimbus.spec.model import AppSpec, FunctionSpec, HttpTrigger, Trigger
 from nimbus.spec.resources import (
     BucketTrigger,
@@ -43,8 +44,10 @@ class Triggers:
         self._last_maintenance = 0.0
         self._maintenance: asyncio.Task[None] | None = None
 
-    async def create_resources(self, spec: AppSpec) -> None:
-        """Create what the spec declares (idempotent; a changed setting is updated in place)."""
+    async def create_resources(self, spec: AppSpec, current: AppSpec | None) -> None:
+        """Create what the spec declares (idempotent; a changed setting is updated in place).
+        A change no backend can make is refused before anything is written."""
+        _check_changes(current, spec)
         services = self._platform.services
         for queue in _dependencies_first(spec):
             await services.queues.create(queue)
@@ -140,6 +143,26 @@ class _Factory:
             return BucketSubscriber(platform, owner, trigger)
         assert isinstance(trigger, ScheduleTrigger)
         return ScheduleTicker(platform, owner, trigger)
+
+
+def _check_changes(current: AppSpec | None, desired: AppSpec) -> None:
+    """What cannot change in place: a stream's partitions (no resharding), a table's keys."""
+    if current is None:
+        return
+    for name, stream in desired.streams.items():
+        old = current.streams.get(name)
+        if old is not None and old.partitions != stream.partitions:
+            raise Conflict(
+                f"stream {name!r} has {old.partitions} partitions; changing that is not "
+                "supported (resharding): declare a new stream instead"
+            )
+    for name, table in desired.tables.items():
+        was = current.tables.get(name)
+        if was is not None and (was.key, was.sort_key) != (table.key, table.sort_key):
+            raise Conflict(
+                f"table {name!r} is keyed by {(was.key, was.sort_key)}; its keys cannot change: "
+                "declare a new table instead"
+            )
 
 
 def _dependencies_first(spec: AppSpec) -> list[QueueSpec]:

@@ -76,8 +76,9 @@ class TopicSubscriber(TriggerRunner, TopicFollower):
         label = f"topic:{self.topic}"
         for event in events:
             await self.platform.jobs.submit(
-                self.name, self._event(event), label, traceparent=event.traceparent
-            )
+                self.name, self._event(event), label, traceparent=event.traceparent,
+                job_id=self.job_id(event.sequence),
+            )  # fmt: skip
 
     def _event(self, event: TopicEvent) -> bytes:
         typed = typed_event(self.topic, event)
