@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Mapping
@@ -91,10 +92,15 @@ class Invoker:
             attempt.request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http,
             traceparent,
         )  # fmt: skip
+        running = lease.instance.invoke(frame, spec.timeout)
         try:
-            result = await lease.instance.invoke(frame, spec.timeout)
-        finally:
-            pool.release(lease)
+            result = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # the caller went away (a trigger stopped); the call runs on: its slot is taken
+            # until it ends, or the instance would be handed work while still busy
+            running.add_done_callback(lambda _: pool.release(lease))
+            raise
+        pool.release(lease)
         return self._finish(pool, attempt, result)
 
     def _finish(self, pool: Pool, attempt: _Attempt, result: Result) -> Invocation:
