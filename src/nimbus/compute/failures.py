@@ -92,9 +92,9 @@ class FailureRouter:
         )  # fmt: skip
         await self._deliver(function, policy.on_success, record, {})
 
-    async def failed(self, policy: FailurePolicy, event: FailedEvent) -> bool:
-        """Route a failed event; True if a target took it (the on-failure destination's record
-        holds the event too), False if it went to the platform's dead letters."""
+    async def failed(self, policy: FailurePolicy, event: FailedEvent) -> None:
+        """Route a failed event: to the on-failure destination (its record holds the event)
+        and the dead-letter target; to the platform's dead letters if neither took it."""
         taken = False
         if policy.on_failure is not None:
             record = destination_record(
@@ -105,10 +105,11 @@ class FailureRouter:
             taken = await self._deliver(event.function, policy.on_failure, record, {})
         if policy.dead_letter is not None:
             attributes = error_attributes(event.error, event.request_id)
-            if await self._deliver(event.function, policy.dead_letter, event.payload, attributes):
-                return True
+            taken |= await self._deliver(
+                event.function, policy.dead_letter, event.payload, attributes
+            )
         if taken:
-            return True
+            return
         await self._store.add_dead_letter(
             DeadLetter(
                 id=new_id(), function=event.function, payload=event.payload, error=event.error,
@@ -116,7 +117,6 @@ class FailureRouter:
                 failed_at=time.time(), source=event.source,
             )
         )  # fmt: skip
-        return False
 
     async def _deliver(
         self, function: str, target: str, payload: bytes, attributes: dict[str, str]

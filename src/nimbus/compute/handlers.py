@@ -152,14 +152,10 @@ def http_error_reply(error: HTTPError) -> HttpReply:
 def error_info(kind: ErrorKind, error: BaseException) -> ErrorInfo:
     """The error as the caller and the logs see it; the platform's own frames left out (the
     runtime's that called the handler, the SDK's that raised a service's error)."""
-    frames = [
-        frame
-        for frame in traceback.extract_tb(error.__traceback__)
-        if not frame.filename.startswith(_PLATFORM_FRAMES)
-    ]
-    lines = (
-        ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
-    )
-    lines += traceback.format_exception_only(type(error), error)
-    text = "".join(lines).rstrip("\n")
+    summary = traceback.TracebackException.from_exception(error)
+    link: traceback.TracebackException | None = summary
+    while link is not None:  # the error, and what it was raised from or during
+        link.stack[:] = [f for f in link.stack if not f.filename.startswith(_PLATFORM_FRAMES)]
+        link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+    text = "".join(summary.format()).rstrip("\n")
     return ErrorInfo(kind, type(error).__name__, str(error), text.split("\n"))
