@@ -5,11 +5,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, TypeVar, Unpack
+from typing import Any, Literal, Protocol, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nimbus.errors import SpecError
+from nimbus.sdk.bucket import Bucket
+from nimbus.sdk.queue import Queue
+from nimbus.sdk.stream import Stream
+from nimbus.sdk.table import Table
+from nimbus.sdk.topic import Topic
 from nimbus.spec.errors import describe
 from nimbus.spec.model import AppSpec, FailurePolicy, FunctionSpec, GatewaySpec, Style, Trigger
 from nimbus.spec.resources import (
@@ -24,13 +29,6 @@ from nimbus.spec.resources import (
     TableSpec,
     TopicSpec,
 )
-
-if TYPE_CHECKING:
-    from nimbus.sdk.bucket import Bucket
-    from nimbus.sdk.queue import Queue
-    from nimbus.sdk.stream import Stream
-    from nimbus.sdk.table import Table
-    from nimbus.sdk.topic import Topic
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 _trigger_adapter: TypeAdapter[Trigger] = TypeAdapter(Trigger)
@@ -93,8 +91,6 @@ class App:
     def queue(self, name: str, **options: Any) -> Queue:
         """Declare a queue (options: see `QueueSpec`)."""
         self._declare(QueueSpec, name, options)
-        from nimbus.sdk.queue import Queue
-
         return Queue(name)
 
     def topic(
@@ -102,15 +98,11 @@ class App:
     ) -> Topic:
         """Declare a topic (event bus); `subscriptions` fan matching events out to queues."""
         self._declare(TopicSpec, name, {"subscriptions": tuple(subscriptions), **options})
-        from nimbus.sdk.topic import Topic
-
         return Topic(name)
 
     def stream(self, name: str, **options: Any) -> Stream:
         """Declare a partitioned stream (options: see `StreamSpec`)."""
         self._declare(StreamSpec, name, options)
-        from nimbus.sdk.stream import Stream
-
         return Stream(name)
 
     def table(
@@ -125,15 +117,11 @@ class App:
         """Declare a table keyed by `key` (and `sort_key`), with its change feed."""
         fields = {"key": key, "sort_key": sort_key, "indexes": dict(indexes or {}), **options}
         self._declare(TableSpec, name, fields)
-        from nimbus.sdk.table import Table
-
         return Table(name)
 
     def bucket(self, name: str, **options: Any) -> Bucket:
         """Declare an object store bucket."""
         self._declare(BucketSpec, name, options)
-        from nimbus.sdk.bucket import Bucket
-
         return Bucket(name)
 
     def function(
