@@ -267,6 +267,10 @@ async def test_an_oversized_event_is_rejected_and_nothing_changes(topics: Topics
         ({"data": 1, "attributes": {"": "v"}}, "attribute name ''"),
         ({"data": 1, "attributes": {"k": 1}}, "attribute 'k' has a int"),
         ({"data": 1, "traceparent": "00-abc"}, "not a W3C trace context"),
+        (
+            {"data": 1, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n"},
+            "not a W3C trace context",
+        ),
         # lone surrogates: no UTF-8 text (nothing to store, nothing to match)
         ({"data": "\ud800"}, "JSON-serialisable"),
         ({"data": 1, "type": "\ud800"}, "not valid Unicode"),

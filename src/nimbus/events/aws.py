@@ -293,7 +293,7 @@ def dynamodb_event(
 ) -> dict[str, Any]:
     """Changes as Lambda's DynamoDB Streams event source delivers them (NEW_AND_OLD_IMAGES);
     a removal by TTL names the DynamoDB service as its user identity."""
-    label = datetime.fromtimestamp(stream_created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    label = format_time(stream_created, 3).removesuffix("Z")  # DynamoDB's stream label
     arn = f"arn:aws:dynamodb:{region}:{account}:table/{table}/stream/{label}"
     return {"Records": [_dynamodb_record(change, arn, region) for change in changes]}
 

@@ -36,6 +36,7 @@ REMOVE change marked `expired` (DynamoDB's TTL deletions by "dynamodb.amazonaws.
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeAlias
@@ -588,10 +589,11 @@ def _holds(test: Test, document: Mapping[str, Any] | None) -> bool:
             return _compares(test.op, _order(value, test.operand))
 
 
+_ORDERED = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
 def _compares(op: str, order: int | None) -> bool:
-    if order is None:
-        return False
-    return {"<": order < 0, "<=": order <= 0, ">": order > 0, ">=": order >= 0}[op]
+    return order is not None and _ORDERED[op](order, 0)
 
 
 class Expectation(NamedTuple):

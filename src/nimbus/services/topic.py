@@ -12,7 +12,6 @@ after can start at "oldest".
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from nimbus.errors import InvalidRequest, PayloadTooLarge
+from nimbus.events.cloudevents import format_time
 from nimbus.services.patterns import compile_pattern
 from nimbus.spec.resources import TopicSpec
 
@@ -29,7 +29,7 @@ MAX_BATCH = 10
 """Entries in one publish_batch (SNS PublishBatch and EventBridge PutEvents allow 10)."""
 MAX_READ = 1000
 MAX_ATTRIBUTE_NAME = 256
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 DEFAULT_TYPE = "nimbus.event"
 StartPosition = Literal["latest", "oldest"]
 
@@ -97,7 +97,7 @@ def encode_entry(topic: str, entry: PublishEntry, max_message_bytes: int) -> byt
         raise InvalidRequest("an event's source is a string (CloudEvents 'source')")
     if entry.subject is not None and (not isinstance(entry.subject, str) or not entry.subject):
         raise InvalidRequest("an event's subject is a non-empty string or None")
-    if entry.traceparent is not None and not TRACEPARENT.match(str(entry.traceparent)):
+    if entry.traceparent is not None and not TRACEPARENT.fullmatch(str(entry.traceparent)):
         raise InvalidRequest(f"traceparent {entry.traceparent!r} is not a W3C trace context")
     try:
         size = _attributes_size(entry.attributes)
@@ -144,19 +144,13 @@ def pattern_document(event: TopicEvent) -> dict[str, Any]:
         "id": event.id,
         "source": event.source,
         "type": event.type,
-        "time": rfc3339(event.time),
+        "time": format_time(event.time, 3),
         "attributes": event.attributes,
         "data": event.json(),
     }
     if event.subject is not None:
         document["subject"] = event.subject
     return document
-
-
-def rfc3339(timestamp: float) -> str:
-    """CloudEvents' `time`: UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Topics(Protocol):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from nimbus.backends.embedded.keys import prefix_end
 from nimbus.errors import ConditionFailed, InvalidRequest, NimbusError, NotFound, PayloadTooLarge
 from nimbus.ids import new_id
 from nimbus.ops.database import Database
@@ -599,7 +600,7 @@ class _Listing:
         self._db = db
         self._bucket = bucket
         self._prefix = prefix
-        self._upper = _successor(prefix) if prefix else None
+        self._upper = prefix_end(prefix) if prefix else None
         self._delimiter = delimiter
         self._limit = limit
 
@@ -630,7 +631,7 @@ class _Listing:
                     position = (row["key"], False)
                     yield row["key"], _info(row), position
                     continue
-                after = _successor(rolled)
+                after = prefix_end(rolled)
                 yield rolled, None, None if after is None else (after, True)
                 if after is None:
                     return
@@ -657,16 +658,6 @@ class _Listing:
             return None
         found = key.find(self._delimiter, len(self._prefix))
         return None if found < 0 else key[: found + len(self._delimiter)]
-
-
-def _successor(prefix: str) -> str | None:
-    """The least string greater than every string that starts with `prefix` (None: there is
-    none), so that a listing skips all of a common prefix's keys in one index seek."""
-    for index in range(len(prefix) - 1, -1, -1):
-        point = ord(prefix[index]) + 1
-        if point <= 0x10FFFF:
-            return prefix[:index] + chr(0xE000 if 0xD800 <= point <= 0xDFFF else point)
-    return None
 
 
 def _encode_cursor(position: Position) -> str:

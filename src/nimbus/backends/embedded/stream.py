@@ -328,13 +328,16 @@ def _deleted(name: str) -> NotFound:
 def _last_within(sizes: list[sqlite3.Row], budget: int) -> int:
     """The last sequence a read returns so that its records stay within `budget` bytes (at
     least one record, however big): a read never holds more than that in memory."""
-    total, last = 0, sizes[0][0] if sizes else 0
+    if not sizes:
+        return 2**63 - 1  # no record to read: no bound
+    total = 0
+    last: int = sizes[0][0]
     for sequence, size in sizes:
         total += size
         if total > budget:
             break
         last = sequence
-    return last if sizes else 2**63 - 1
+    return last
 
 
 def _record(partition: int, row: sqlite3.Row) -> Record:

@@ -23,6 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 import msgspec
 
+from nimbus.backends.embedded.keys import prefix_end
 from nimbus.errors import Conflict, InvalidRequest, NotFound
 from nimbus.ops.database import Database, Params
 from nimbus.services.table import (
@@ -190,22 +191,13 @@ class _Plan:
         elif sort.op == "begins_with":
             self.where.append(f"{column} >= ?")
             self.params.append(sort.operand)
-            end = _prefix_end(sort.operand)
+            end = prefix_end(sort.operand)
             if end is not None:
                 self.where.append(f"{column} < ?")
                 self.params.append(end)
         else:
             self.where.append(f"{column} {sort.op} ?")  # op is one of SORT_OPS
             self.params.append(sort.operand)
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string that begins with `prefix` (None: no bound)."""
-    for at in range(len(prefix) - 1, -1, -1):
-        code = ord(prefix[at]) + 1
-        if code <= 0x10FFFF:
-            return prefix[:at] + chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
-    return None
 
 
 @dataclass(slots=True)
