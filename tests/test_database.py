@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.ops.database import Database
+from nimbus.ops.database import Database, Rows
 
 SCHEMA = """
 CREATE TABLE t (v TEXT);
@@ -59,3 +59,31 @@ def test_many_rows_are_inserted_across_statements(tmp_path: Path) -> None:
     [count] = database.read_now("SELECT count(*) AS n, sum(c0) AS s FROM wide")
     assert (count["n"], count["s"]) == (6000, sum(range(6000)))
     database.close()
+
+
+def test_a_transaction_inserts_many_rows_in_order_all_or_none(tmp_path: Path) -> None:
+    database = Database(tmp_path / "t.db", SCHEMA)
+    many = [(str(n),) for n in range(40000)]  # more parameters than one statement may hold
+
+    async def scenario() -> tuple[list[int], BaseException | None]:
+        counts = await database.transaction(
+            [("INSERT INTO t VALUES ('first')", ()), Rows("INSERT INTO t VALUES", many)]
+        )
+        try:
+            await database.transaction(
+                [
+                    Rows("INSERT INTO t VALUES", [("x",), ("y",)]),
+                    ("INSERT INTO t VALUES ('bad')", ()),
+                ]
+            )
+        except sqlite3.Error as error:
+            return counts, error
+        return counts, None
+
+    counts, error = asyncio.run(scenario())
+    assert counts == [1, 40000]
+    assert error is not None  # the second transaction failed as a whole: x and y are not there
+    rows = database.read_now("SELECT v FROM t ORDER BY rowid")
+    database.close()
+    assert [row[0] for row in rows[:2]] == ["first", "0"]
+    assert len(rows) == 40001

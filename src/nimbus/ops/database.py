@@ -24,6 +24,15 @@ GROUP_LIMIT = 1000
 MAX_VARIABLES = 32766  # SQLite's limit of parameters in one statement (since 3.32)
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A step of a transaction that inserts many rows (`insert` ends with VALUES), in as few
+    statements as SQLite allows."""
+
+    insert: str
+    rows: Sequence[Params]
+
+
 @dataclass(slots=True)
 class _Write:
     steps: list[Step]  # run in order, atomically; none: only a point to wait for
@@ -84,9 +93,14 @@ class Database:
         """Execute and wait until committed; returns the number of rows changed."""
         return (await self.transaction([(sql, params)]))[0]
 
-    async def transaction(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
-        """Execute all or none, and wait until committed; returns each one's rows changed."""
-        return await self._wait(_Write([(sql, params, False) for sql, params in statements]))
+    async def transaction(self, statements: Sequence[tuple[str, Params] | Rows]) -> list[int]:
+        """Execute all or none, in order, and wait until committed; returns each one's rows
+        changed."""
+        steps: list[Step] = [
+            (s.insert, s.rows, True) if isinstance(s, Rows) else (s[0], s[1], False)
+            for s in statements
+        ]
+        return await self._wait(_Write(steps))
 
     async def barrier(self) -> None:
         """Wait until every write queued before this call is committed (read your writes)."""

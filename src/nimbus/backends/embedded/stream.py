@@ -12,16 +12,14 @@ partition, tells a reader that records it had not read yet are gone.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nimbus.errors import Conflict, NotFound, PlatformUnavailable
-from nimbus.ops.database import MAX_VARIABLES, Database, Params
+from nimbus.ops.database import Database, Params, Rows
 from nimbus.services.stream import (
     READ_BYTES,
     Entry,
@@ -155,9 +153,7 @@ class EmbeddedStreams:
                 )
             row = (spec.name, spec.partitions, spec.retention, spec.max_record_bytes)
             partitions = [(spec.name, partition, 0) for partition in range(spec.partitions)]
-            await self.db.transaction(
-                [(UPSERT_STREAM, row), *_inserts(INSERT_PARTITIONS, partitions)]
-            )
+            await self.db.transaction([(UPSERT_STREAM, row), Rows(INSERT_PARTITIONS, partitions)])
             if stream is None:
                 self._streams[spec.name] = _Stream(spec)
             else:
@@ -208,7 +204,7 @@ class EmbeddedStreams:
             (result.sequence, name, result.partition, key, data, arrival, traceparent)
             for result, (key, data, traceparent) in zip(results, entries, strict=True)
         ]
-        await self.db.transaction([*_inserts(INSERT_RECORDS, rows), (SAVE_SEQUENCE, (last,))])
+        await self.db.transaction([Rows(INSERT_RECORDS, rows), (SAVE_SEQUENCE, (last,))])
         for result in results:
             stream.last[result.partition] = max(stream.last[result.partition], result.sequence)
         stream.notify()
@@ -350,18 +346,3 @@ def _record(partition: int, row: sqlite3.Row) -> Record:
         arrival=arrival,
         traceparent=traceparent,
     )
-
-
-def _inserts(insert: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, Params]]:
-    """Multi-row INSERT statements, as few as SQLite's parameter limit allows (three for a
-    batch of 10000 records), each run once instead of once per row."""
-    if not rows:
-        return []
-    width = len(rows[0])
-    group = "(" + ",".join("?" * width) + ")"
-    per_statement = MAX_VARIABLES // width
-    chunks = (rows[start : start + per_statement] for start in range(0, len(rows), per_statement))
-    return [
-        (f"{insert} {','.join([group] * len(chunk))}", list(itertools.chain.from_iterable(chunk)))
-        for chunk in chunks
-    ]
