@@ -33,6 +33,7 @@ from nimbus.triggers.base import Platform, TriggerRunner
 LONG_POLL = 5.0  # seconds one receive waits for messages before the loop looks around
 MAX_VISIBILITY = 43200.0  # SQS's limit on a visibility timeout (12 hours)
 MAX_CLAIM = 1000  # messages one receive claims at most, for every lane together
+MAX_BATCH_BYTES = 6 * 1024 * 1024  # of message bodies in one invocation (Lambda's payload limit)
 PREFETCH = 4  # batches per lane claimed ahead: a receive's cost is shared by that many
 
 
@@ -78,8 +79,12 @@ class QueuePoller(TriggerRunner):
         claim = size if fifo else min(MAX_CLAIM, size * lanes * PREFETCH)
         while True:
             messages = await self._collect(claim)
-            for start in range(0, len(messages), size):
-                await batches.put(messages[start : start + size])
+            if fifo:  # one batch: split over two lanes, a group could run out of order
+                ready = [messages] if messages else []
+            else:
+                ready = split(messages, size, MAX_BATCH_BYTES)
+            for batch in ready:
+                await batches.put(batch)
 
     async def _work(self, batches: asyncio.Queue[list[Message]]) -> None:
         while True:
@@ -175,6 +180,25 @@ class QueuePoller(TriggerRunner):
         if self.style == "aws":
             return msgspec.json.encode(aws.sqs_event(typed, self.trigger.queue))
         return msgspec.json.encode(QueueBatch(messages=typed))
+
+
+def split(messages: list[Message], size: int, max_bytes: int) -> list[list[Message]]:
+    """Batches of at most `size` messages and `max_bytes` of bodies (UTF-8), in order; a
+    message bigger than that is a batch of its own."""
+    batches: list[list[Message]] = []
+    current: list[Message] = []
+    used = 0
+    for message in messages:
+        body = message.body
+        weight = len(body) if body.isascii() else len(body.encode())
+        if current and (len(current) == size or used + weight > max_bytes):
+            batches.append(current)
+            current, used = [], 0
+        current.append(message)
+        used += weight
+    if current:
+        batches.append(current)
+    return batches
 
 
 class _Acknowledger:
