@@ -172,12 +172,14 @@ class App:
         batching_window: float = 0.0,
         start: StartingPosition = "latest",
         start_time: float | None = None,
+        bisect_on_error: bool = True,
         name: str | None = None,
         **options: Unpack[FunctionOptions],
     ) -> Callable[[Handler], Handler]:
         """Run the function on batches of each partition's records, in order."""
         trigger = {"type": "stream", "stream": _name(stream), "batch_size": batch_size}
         trigger |= {"batching_window": batching_window, "start": start, "start_time": start_time}
+        trigger |= {"bisect_on_error": bisect_on_error}
         return self._register(name, options, trigger)
 
     def on_table(
@@ -187,12 +189,14 @@ class App:
         batch_size: int = 100,
         batching_window: float = 0.0,
         start: Literal["latest", "oldest"] = "latest",
+        bisect_on_error: bool = True,
         name: str | None = None,
         **options: Unpack[FunctionOptions],
     ) -> Callable[[Handler], Handler]:
         """Run the function on batches of the table's changes, in order per key."""
         trigger = {"type": "table", "table": _name(table), "batch_size": batch_size}
         trigger |= {"batching_window": batching_window, "start": start}
+        trigger |= {"bisect_on_error": bisect_on_error}
         return self._register(name, options, trigger)
 
     def on_bucket(

@@ -13,6 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from math import inf
 
 from nimbus.compute.async_invoke import AsyncInvoker
 from nimbus.compute.failures import FailureRouter
@@ -26,6 +27,9 @@ from nimbus.spec.resources import ScheduleTrigger
 
 RESTART_DELAY_LIMIT = 30.0  # seconds between restarts of a trigger whose loop keeps failing
 HEALTHY_RUN = 60.0  # seconds a run must last for its failure to start the pauses over
+ORDERED_BACKOFF = (
+    1.0  # first retry delay of a stream / change-feed batch, unless the policy sets one
+)
 TUNING = {"batch_size", "batching_window", "concurrency", "bisect_on_error", "missed"}
 """Trigger settings that change how a subscription delivers, not which events it gets."""
 
@@ -67,6 +71,14 @@ class TriggerRunner(ABC):
     def style(self) -> Style:
         return self.function.style
 
+    @property
+    def max_age(self) -> float:
+        return polled_age_limit(self.policy)
+
+    @property
+    def retry_backoff(self) -> float:
+        return first_backoff(self.policy, ordered=self.trigger.type in ("stream", "table"))
+
     def failed_ids(self, result: bytes, ids: list[str]) -> list[str]:
         """The batch items the handler reported as failed (see `reported_failures`)."""
         return reported_failures(self.style, result, ids)
@@ -97,6 +109,21 @@ class TriggerRunner(ABC):
 
     async def stop(self) -> None:
         await stop(self._task)
+
+
+def polled_age_limit(policy: FailurePolicy) -> float:
+    """How old a polled message or record may be before it is given up unread: only when the
+    policy sets max_event_age (Lambda's SQS and stream mappings have no such limit by default;
+    a queue's or stream's retention bounds them instead)."""
+    return policy.max_event_age if "max_event_age" in policy.model_fields_set else inf
+
+
+def first_backoff(policy: FailurePolicy, *, ordered: bool) -> float:
+    """The first retry's delay: the policy's if it sets one; else, for an ordered source, which
+    holds its partition while it waits, ORDERED_BACKOFF."""
+    if ordered and "backoff" not in policy.model_fields_set:
+        return ORDERED_BACKOFF
+    return policy.backoff
 
 
 def supervise(logs: LogSink, what: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:

@@ -135,7 +135,7 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
                 continue
             item.attempts += 1
             if item.attempts <= self.policy.retries:
-                await asyncio.sleep(self.policy.backoff * 2 ** (item.attempts - 1))
+                await asyncio.sleep(self.retry_backoff * 2 ** (item.attempts - 1))
                 pending.appendleft(item)
             elif self.bisect and len(item.records) > 1:
                 half = len(item.records) // 2
@@ -173,7 +173,7 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
 
     async def _drop_expired(self, partition: str, records: list[R]) -> list[R]:
         now = time.time()
-        limit = self.policy.max_event_age
+        limit = self.max_age
         expired = [r for r in records if now - self.arrival(r) > limit]
         if expired:
             message = f"the records are older than max_event_age ({limit:g} s)"

@@ -123,10 +123,10 @@ class QueuePoller(TriggerRunner):
 
     async def _process(self, batch: list[Message]) -> None:
         now = time.time()
-        too_old = [m for m in batch if now - m.sent_at > self.policy.max_event_age]
-        fresh = [m for m in batch if now - m.sent_at <= self.policy.max_event_age]
+        too_old = [m for m in batch if now - m.sent_at > self.max_age]
+        fresh = [m for m in batch if now - m.sent_at <= self.max_age]
         for message in too_old:
-            await self._give_up(message, _too_old(self.policy.max_event_age), "EventAgeExceeded")
+            await self._give_up(message, _too_old(self.max_age), "EventAgeExceeded")
         if not fresh:
             return
         invocation = await self.platform.invoker.invoke(
@@ -156,7 +156,7 @@ class QueuePoller(TriggerRunner):
         if not own_redrive and message.receive_count > self.policy.retries:
             await self._give_up(message, error, "RetriesExhausted")
             return
-        delay = min(MAX_VISIBILITY, self.policy.backoff * 2 ** (message.receive_count - 1))
+        delay = min(MAX_VISIBILITY, self.retry_backoff * 2 ** (message.receive_count - 1))
         # the handler may have deleted it itself (or it was received again): nothing to retry
         with contextlib.suppress(NotFound, Conflict):
             await queues.release(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import NoReturn
 
 from nimbus.errors import Conflict
 from nimbus.spec.model import AppSpec, FunctionSpec, HttpTrigger, Trigger
@@ -146,23 +147,27 @@ class _Factory:
 
 
 def _check_changes(current: AppSpec | None, desired: AppSpec) -> None:
-    """What cannot change in place: a stream's partitions (no resharding), a table's keys."""
+    """What cannot change in place: a queue's kind, a stream's partitions (no resharding), a
+    table's keys."""
     if current is None:
         return
+    for name, queue in desired.queues.items():
+        before = current.queues.get(name)
+        if before is not None and before.fifo != queue.fifo:
+            kind = "FIFO" if before.fifo else "standard"
+            _refuse(f"queue {name!r} is {kind}; that cannot change")
     for name, stream in desired.streams.items():
         old = current.streams.get(name)
         if old is not None and old.partitions != stream.partitions:
-            raise Conflict(
-                f"stream {name!r} has {old.partitions} partitions; changing that is not "
-                "supported (resharding): declare a new stream instead"
-            )
+            _refuse(f"stream {name!r} has {old.partitions} partitions; resharding is not supported")
     for name, table in desired.tables.items():
         was = current.tables.get(name)
         if was is not None and (was.key, was.sort_key) != (table.key, table.sort_key):
-            raise Conflict(
-                f"table {name!r} is keyed by {(was.key, was.sort_key)}; its keys cannot change: "
-                "declare a new table instead"
-            )
+            _refuse(f"table {name!r} is keyed by {(was.key, was.sort_key)}; its keys cannot change")
+
+
+def _refuse(reason: str) -> NoReturn:
+    raise Conflict(f"{reason}: declare a new one instead (nothing was changed)")
 
 
 def _dependencies_first(spec: AppSpec) -> list[QueueSpec]:

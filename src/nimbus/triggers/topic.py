@@ -55,7 +55,7 @@ class TopicFollower(ABC):
             await topics.commit(self.topic, self.subscriber, events[-1].sequence)
 
     def _matches(self, event: TopicEvent) -> bool:
-        return self._pattern is None or self._pattern.matches(pattern_document(event))
+        return self._pattern is None or matches(self._pattern, self.topic, event)
 
 
 class TopicSubscriber(TriggerRunner, TopicFollower):
@@ -87,9 +87,22 @@ class TopicSubscriber(TriggerRunner, TopicFollower):
         return msgspec.json.encode(typed)
 
 
+def matches(pattern: Pattern, topic: str, event: TopicEvent) -> bool:
+    """Whether the event matches, seen as it is delivered: an event published without a source
+    has its topic's."""
+    if not event.source:
+        event = msgspec.structs.replace(event, source=default_source(topic))
+    return pattern.matches(pattern_document(event))
+
+
+def default_source(topic: str) -> str:
+    """The CloudEvents source of an event published without one."""
+    return f"nimbus:topic:{topic}"
+
+
 def typed_event(topic: str, event: TopicEvent) -> TypedTopicEvent:
     return TypedTopicEvent(
-        id=event.id, source=event.source or f"nimbus:topic:{topic}", type=event.type,
+        id=event.id, source=event.source or default_source(topic), type=event.type,
         time=event.time, traceparent=event.traceparent, subject=event.subject,
         attributes=event.attributes, data=event.json(),
     )  # fmt: skip
