@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus.compute.failures import Condition, FailedEvent, FailureRouter
+from nimbus.compute.failures import Condition, FailedEvent, FailureRouter, too_old
 from nimbus.compute.invoker import EventExpired, Invoker
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import Conflict, NotFound
@@ -126,7 +126,7 @@ class AsyncInvoker:
         policy, style = spec.failure, spec.style
         expires_at = job.created_at + policy.max_event_age
         if time.time() > expires_at:
-            await self._fail(job, job.error or _too_old(policy.max_event_age), "EventAgeExceeded")
+            await self._fail(job, job.error or too_old(policy.max_event_age), "EventAgeExceeded")
             return
         job.status, job.updated_at = "running", time.time()
         await self._store.put_job(job, durable=False)
@@ -142,7 +142,7 @@ class AsyncInvoker:
             await self._dead_letter(job, ErrorInfo("Init", "FunctionNotFound", error.message))
             return
         except EventExpired:
-            await self._fail(job, job.error or _too_old(policy.max_event_age), "EventAgeExceeded")
+            await self._fail(job, job.error or too_old(policy.max_event_age), "EventAgeExceeded")
             return
         finally:
             self._running.discard(task)
@@ -219,8 +219,3 @@ def _batch_failure(job: Job, style: str, result: bytes) -> ErrorInfo | None:
     if not failed:
         return None
     return ErrorInfo("Handler", "BatchItemFailure", f"the handler reported {failed} as failed")
-
-
-def _too_old(max_event_age: float) -> ErrorInfo:
-    message = f"the event is older than max_event_age ({max_event_age:g} s)"
-    return ErrorInfo("Timeout", "EventTooOld", message)

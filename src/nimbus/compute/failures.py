@@ -167,6 +167,12 @@ def destination_record(
     return msgspec.json.encode(record)
 
 
+def too_old(max_event_age: float, what: str = "the event is") -> ErrorInfo:
+    """Why an event was given up without running: it outlived the policy's max_event_age."""
+    message = f"{what} older than max_event_age ({max_event_age:g} s)"
+    return ErrorInfo("Timeout", "EventTooOld", message)
+
+
 def error_attributes(error: ErrorInfo, request_id: str) -> dict[str, str]:
     """What Lambda attaches to an event it sends to a dead-letter queue."""
     return {"RequestID": request_id, "ErrorCode": error.type, "ErrorMessage": error.message[:1024]}

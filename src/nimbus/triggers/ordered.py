@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from nimbus.compute.failures import Condition, FailedEvent
+from nimbus.compute.failures import Condition, FailedEvent, too_old
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.events.types import InvalidBatchResponse
 from nimbus.spec.resources import StreamTrigger, TableTrigger
@@ -176,8 +176,7 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
         limit = self.max_age
         expired = [r for r in records if now - self.arrival(r) > limit]
         if expired:
-            message = f"the records are older than max_event_age ({limit:g} s)"
-            error = ErrorInfo("Timeout", "EventTooOld", message)
+            error = too_old(limit, "the records are")
             await self._give_up(partition, expired, error, 0, "EventAgeExceeded")
         return records[len(expired) :] if expired else records
 

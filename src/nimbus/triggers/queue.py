@@ -20,7 +20,7 @@ import time
 
 import msgspec
 
-from nimbus.compute.failures import Condition, FailedEvent
+from nimbus.compute.failures import Condition, FailedEvent, too_old
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import Conflict, NimbusError, NotFound
 from nimbus.events import aws
@@ -43,7 +43,7 @@ class QueuePoller(TriggerRunner):
     def __init__(self, platform: Platform, function: FunctionSpec, trigger: QueueTrigger) -> None:
         super().__init__(platform, function, trigger)
         self._acks = _Acknowledger(platform.services.queues, trigger.queue)
-        self._waiting: dict[str, Message] = {}  # claimed, not yet handed to a lane, by receipt
+        self._waiting: set[str] = set()  # receipts claimed, not yet handed to a lane
 
     @property
     def source(self) -> str:
@@ -67,7 +67,7 @@ class QueuePoller(TriggerRunner):
         """Make the messages claimed ahead that no handler has seen visible again now, rather
         than after their claim's long visibility timeout."""
         queues, name = self.platform.services.queues, self.trigger.queue
-        waiting, self._waiting = self._waiting, {}
+        waiting, self._waiting = self._waiting, set()
         for receipt in waiting:
             with contextlib.suppress(NimbusError):  # gone, or claimed again: nothing to hand back
                 await queues.change_visibility(name, receipt, 0)
@@ -90,7 +90,7 @@ class QueuePoller(TriggerRunner):
         while True:
             batch = await batches.get()
             for message in batch:
-                self._waiting.pop(message.receipt, None)
+                self._waiting.discard(message.receipt)
             await self._process(batch)
 
     async def _collect(self, size: int) -> list[Message]:
@@ -100,13 +100,13 @@ class QueuePoller(TriggerRunner):
         batch = await queues.receive(
             name, max_messages=size, visibility_timeout=visibility, wait=LONG_POLL
         )
-        self._waiting.update((message.receipt, message) for message in batch)
+        self._waiting.update(message.receipt for message in batch)
         window_ends = time.monotonic() + self.trigger.batching_window
         while batch and len(batch) < size and (left := window_ends - time.monotonic()) > 0:
             more = await queues.receive(
                 name, max_messages=size - len(batch), visibility_timeout=visibility, wait=left
             )
-            self._waiting.update((message.receipt, message) for message in more)
+            self._waiting.update(message.receipt for message in more)
             batch.extend(more)
         return batch
 
@@ -123,10 +123,12 @@ class QueuePoller(TriggerRunner):
 
     async def _process(self, batch: list[Message]) -> None:
         now = time.time()
-        too_old = [m for m in batch if now - m.sent_at > self.max_age]
+        expired = [m for m in batch if now - m.sent_at > self.max_age]
         fresh = [m for m in batch if now - m.sent_at <= self.max_age]
-        for message in too_old:
-            await self._give_up(message, _too_old(self.max_age), "EventAgeExceeded")
+        for message in expired:
+            await self._give_up(
+                message, too_old(self.max_age, "the message is"), "EventAgeExceeded"
+            )
         if not fresh:
             return
         invocation = await self.platform.invoker.invoke(
@@ -238,12 +240,6 @@ def _typed(queue: str, message: Message) -> QueueMessage:
         group=message.group, dedup_id=message.dedup_id, sequence=message.sequence,
         receipt=message.receipt,
     )  # fmt: skip
-
-
-def _too_old(max_event_age: float) -> ErrorInfo:
-    return ErrorInfo(
-        "Timeout", "EventTooOld", f"the message is older than max_event_age ({max_event_age:g} s)"
-    )
 
 
 def _item_failed() -> ErrorInfo:
