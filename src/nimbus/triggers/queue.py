@@ -35,6 +35,9 @@ MAX_VISIBILITY = 43200.0  # SQS's limit on a visibility timeout (12 hours)
 MAX_CLAIM = 1000  # messages one receive claims at most, for every lane together
 MAX_BATCH_BYTES = 6 * 1024 * 1024  # of message bodies in one invocation (Lambda's payload limit)
 PREFETCH = 4  # batches per lane claimed ahead: a receive's cost is shared by that many
+MIN_CLAIM = 32  # messages claimed ahead at least: with small batches and few lanes, receives
+# would otherwise cost more than the invocations they feed
+ACK_DELAY = 0.005  # seconds finished messages gather before one delete acknowledges them all
 
 
 class QueuePoller(TriggerRunner):
@@ -51,10 +54,12 @@ class QueuePoller(TriggerRunner):
 
     async def run(self) -> None:
         lanes = self.trigger.concurrency or self.function.max_instances
-        batches: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=lanes * PREFETCH)
+        claim = self._claim_size(lanes)
+        ahead = max(lanes * PREFETCH, -(-claim // self.trigger.batch_size))
+        batches: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=ahead)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._receive(batches, lanes))
+                group.create_task(self._receive(batches, claim, -(-ahead // lanes)))
                 group.create_task(self._acks.run())
                 for _ in range(lanes):
                     group.create_task(self._work(batches))
@@ -72,13 +77,28 @@ class QueuePoller(TriggerRunner):
             with contextlib.suppress(NimbusError):  # gone, or claimed again: nothing to hand back
                 await queues.change_visibility(name, receipt, 0)
 
-    async def _receive(self, batches: asyncio.Queue[list[Message]], lanes: int) -> None:
+    @property
+    def _fifo(self) -> bool:
         spec = self.platform.spec()
-        fifo = spec is not None and spec.queues[self.trigger.queue].fifo
+        return spec is not None and spec.queues[self.trigger.queue].fifo
+
+    def _claim_size(self, lanes: int) -> int:
+        """Messages one receive claims: a FIFO queue's one batch, else PREFETCH batches per
+        lane, and at least MIN_CLAIM messages."""
         size = self.trigger.batch_size
-        claim = size if fifo else min(MAX_CLAIM, size * lanes * PREFETCH)
+        if self._fifo:
+            return size
+        return min(MAX_CLAIM, max(size * lanes * PREFETCH, MIN_CLAIM))
+
+    async def _receive(
+        self, batches: asyncio.Queue[list[Message]], claim: int, per_lane: int
+    ) -> None:
+        """Claim messages and queue them as batches; `per_lane`: batches per lane that the
+        queue holds at most (a claim waits behind them)."""
+        size = self.trigger.batch_size
+        fifo = self._fifo
         while True:
-            messages = await self._collect(claim)
+            messages = await self._collect(claim, self._visibility(per_lane))
             if fifo:  # one batch: split over two lanes, a group could run out of order
                 ready = [messages] if messages else []
             else:
@@ -93,10 +113,9 @@ class QueuePoller(TriggerRunner):
                 self._waiting.discard(message.receipt)
             await self._process(batch)
 
-    async def _collect(self, size: int) -> list[Message]:
+    async def _collect(self, size: int, visibility: float) -> list[Message]:
         """Up to `size` messages, waiting up to batching_window to fill them."""
         queues, name = self.platform.services.queues, self.trigger.queue
-        visibility = self._visibility()
         batch = await queues.receive(
             name, max_messages=size, visibility_timeout=visibility, wait=LONG_POLL
         )
@@ -110,14 +129,14 @@ class QueuePoller(TriggerRunner):
             batch.extend(more)
         return batch
 
-    def _visibility(self) -> float:
+    def _visibility(self, per_lane: int) -> float:
         """Long enough that a message is not delivered again while its batch fills (the
-        batching window), waits for a lane (the claimed batches ahead of it, at most
-        2 * PREFETCH invocations) and runs: like AWS's advice of at least six times the
-        function's timeout."""
+        batching window), waits for a lane (behind the batches claimed ahead of it, at most
+        2 * `per_lane` invocations of each lane) and runs: like AWS's advice of at least six
+        times the function's timeout."""
         spec = self.platform.spec()
         declared = spec.queues[self.trigger.queue].visibility_timeout if spec else 30.0
-        running = (2 * PREFETCH + 1) * self.function.timeout + 5.0
+        running = (2 * per_lane + 1) * self.function.timeout + 5.0
         needed = self.trigger.batching_window + running
         return min(MAX_VISIBILITY, max(declared, needed))
 
@@ -221,6 +240,7 @@ class _Acknowledger:
     async def run(self) -> None:
         while True:
             await self._ready.wait()
+            await asyncio.sleep(ACK_DELAY)  # what finishes meanwhile shares the delete
             await self.flush()
 
     async def flush(self) -> None:
