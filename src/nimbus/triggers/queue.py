@@ -141,9 +141,9 @@ class QueuePoller(TriggerRunner):
         return min(MAX_VISIBILITY, max(declared, needed))
 
     async def _process(self, batch: list[Message]) -> None:
-        now = time.time()
-        expired = [m for m in batch if now - m.sent_at > self.max_age]
-        fresh = [m for m in batch if now - m.sent_at <= self.max_age]
+        oldest = time.time() - self.max_age
+        expired = [m for m in batch if m.sent_at < oldest]
+        fresh = [m for m in batch if m.sent_at >= oldest]
         for message in expired:
             await self._give_up(
                 message, too_old(self.max_age, "the message is"), "EventAgeExceeded"
