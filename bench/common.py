@@ -1,4 +1,5 @@
-"""Shared by every benchmark: statistics, the result record, printing, JSON output, processes.
+"""Shared by every benchmark: statistics, the result record, printing, JSON output, processes,
+servers and wrk.
 
 A benchmark measures nimbus and a baseline in the same run, several runs, and reports the
 median over runs of each statistic (the machine is shared and noisy).
@@ -7,20 +8,25 @@ median over runs of each statistic (the machine is shared and noisy).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx
 
 BENCH_DIR = Path(__file__).resolve().parent
 APPS_DIR = BENCH_DIR / "apps"
@@ -28,6 +34,13 @@ RESULTS_DIR = BENCH_DIR / "results"
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
 DEFAULT_RUNS = 5
+STARTUP_LIMIT = 60.0  # seconds for a benchmarked server to answer
+APT_LIMIT = 300.0
+WRK_MISSING = (
+    "wrk is not on PATH, and `apt-get install -y wrk` was not possible or failed: "
+    "install the Debian package `wrk` to run this benchmark"
+)
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 T = TypeVar("T")
 Summary = dict[str, float]
@@ -266,3 +279,209 @@ def wait_until(condition: Callable[[], T | None], limit: float, what: str) -> T:
             raise RuntimeError(f"gave up waiting for {what} after {limit:g} s")
         time.sleep(0.02)
     return value
+
+
+# runs
+
+
+def alternate_runs(
+    sides: Mapping[str, Callable[[], Summary]], runs: int, describe: Callable[[Summary], str]
+) -> Runs:
+    """Run every side once per run, alternately, so that all see the same machine load."""
+    results: Runs = {side: [] for side in sides}
+    for number in range(1, runs + 1):
+        for side, run in sides.items():
+            summary = run()
+            results[side].append(summary)
+            print(f"run {number}/{runs} {side}: {describe(summary)}", flush=True)
+    return results
+
+
+# servers
+
+
+def ensure_running(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        raise RuntimeError(f"the server exited with status {process.returncode}")
+
+
+@contextlib.contextmanager
+def server(
+    command: list[str], log: Path, url_of: Callable[[], str | None], ready_path: str
+) -> Iterator[str]:
+    """Run a server, yield its URL once GET `ready_path` answers 200, stop it at the end."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
+
+    def announced_url() -> str | None:
+        ensure_running(process)
+        return url_of()
+
+    def answered(url: str) -> bool | None:
+        ensure_running(process)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + ready_path, timeout=5).status_code == 200:
+                return True
+        return None
+
+    try:
+        url = wait_until(announced_url, STARTUP_LIMIT, "the server's URL")
+        wait_until(lambda: answered(url), STARTUP_LIMIT, f"{url} to answer")
+        yield url
+    except Exception:
+        status = process.poll()
+        state = "still running" if status is None else f"exited with status {status}"
+        print(f"server {command[2:4]} {state}; its log ({log}):\n{log.read_text()[-4000:]}")
+        raise
+    finally:
+        stop_process(process)
+
+
+def nimbus_server(
+    app_file: str, data_dir: Path, ready_path: str, *options: str
+) -> contextlib.AbstractContextManager[str]:
+    """`nimbus up APP_FILE [OPTIONS]` on a free port (the URL is read from its discovery file)."""
+    command = [PYTHON, "-m", "nimbus", "up", str(APPS_DIR / app_file), "--port", "0"]
+    command += ["--host", LOOPBACK, "--no-reload", "--data-dir", str(data_dir), *options]
+    discovery = data_dir / "platform.json"
+
+    def url_of() -> str | None:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            url: str = json.loads(discovery.read_text())["url"]
+            return url
+        return None
+
+    return server(command, data_dir.parent / "nimbus.log", url_of, ready_path)
+
+
+def bare_uvicorn(
+    app: str, log: Path, ready_path: str, *options: str
+) -> contextlib.AbstractContextManager[str]:
+    """Bare uvicorn serving `app` (module:attribute of bench/apps) as nimbus configures its own:
+    one worker, httptools, uvloop."""
+    port = free_port()
+    command = [PYTHON, "-m", "uvicorn", app, "--app-dir", str(APPS_DIR)]
+    command += ["--host", LOOPBACK, "--port", str(port), "--http", "httptools", "--loop", "uvloop"]
+    command += ["--lifespan", "off", "--log-level", "warning", "--no-access-log"]
+    command += ["--no-server-header", "--no-date-header", *options]
+    return server(command, log, lambda: f"http://{LOOPBACK}:{port}", ready_path)
+
+
+# wrk
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_s: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    latency_p50_ms: float
+    latency_p99_ms: float
+
+
+def find_wrk() -> str | None:
+    """wrk's path; installs Debian's package once if it is missing and we are root."""
+    if (path := shutil.which("wrk")) is not None:
+        return path
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None
+    print("wrk not found: trying `apt-get install -y wrk`", flush=True)
+    with contextlib.suppress(subprocess.SubprocessError):
+        subprocess.run(
+            ["apt-get", "install", "-y", "wrk"],
+            check=True,
+            capture_output=True,
+            timeout=APT_LIMIT,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return shutil.which("wrk")
+
+
+def _number(pattern: str, text: str, default: str | None = None) -> str:
+    found = re.search(pattern, text, re.MULTILINE)
+    if found is None:
+        if default is None:
+            raise ValueError(f"wrk output has no match for {pattern!r}:\n{text}")
+        return default
+    return found.group(1)
+
+
+def _latency_ms(percent: int, text: str) -> float:
+    found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    if found is None:
+        raise ValueError(f"wrk output has no {percent}% latency:\n{text}")
+    return float(found.group(1)) * UNITS_MS[found.group(2)]
+
+
+def parse_wrk(text: str) -> WrkResult:
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    return WrkResult(
+        requests_per_s=float(_number(r"^Requests/sec:\s+([\d.]+)", text)),
+        requests=int(_number(r"^\s*(\d+) requests in", text)),
+        non_2xx=int(_number(r"Non-2xx or 3xx responses:\s+(\d+)", text, "0")),
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        latency_p50_ms=_latency_ms(50, text),
+        latency_p99_ms=_latency_ms(99, text),
+    )
+
+
+def add_wrk_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of the warm-up run")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+
+
+def wrk_load(args: argparse.Namespace) -> str:
+    """The load every run gets, as wrk's options say it."""
+    return f"-t{args.threads} -c{args.connections} -d{args.duration:g}s --latency"
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    args: argparse.Namespace,
+    duration: float,
+    options: Sequence[str] = (),
+    script_args: Sequence[str] = (),
+) -> Summary:
+    """One wrk run against `url` with the load of `args` for `duration` seconds."""
+    command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration:g}s"]
+    command += ["--latency", "--timeout", "5s", *options, url]
+    if script_args:
+        command += ["--", *script_args]
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=duration + 30
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} exited with status {done.returncode}:\n{done.stderr}{done.stdout}"
+        )
+    return {key: float(value) for key, value in asdict(parse_wrk(done.stdout)).items()}
+
+
+def wrk_metrics(rate_name: str, nimbus: Summary, baseline: Summary) -> list[Metric]:
+    """Requests/s and latency p50/p99 of both sides."""
+    return [
+        Metric(rate_name, "req/s", nimbus["requests_per_s"], baseline["requests_per_s"]),
+        Metric("latency p50", "ms", nimbus["latency_p50_ms"], baseline["latency_p50_ms"]),
+        Metric("latency p99", "ms", nimbus["latency_p99_ms"], baseline["latency_p99_ms"]),
+    ]
+
+
+def wrk_failures(runs: Runs) -> list[str]:
+    """A warning for each run with non-2xx responses or socket errors."""
+    warnings = []
+    for side, results in runs.items():
+        for number, result in enumerate(results, 1):
+            if result["non_2xx"] or result["socket_errors"]:
+                warnings.append(
+                    f"{side} run {number}: {result['non_2xx']:.0f} non-2xx responses, "
+                    f"{result['socket_errors']:.0f} socket errors"
+                )
+    return warnings

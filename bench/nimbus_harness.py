@@ -12,6 +12,7 @@ import math
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from common import APPS_DIR
 from nimbus.compute.invoker import Invocation
@@ -24,11 +25,12 @@ CLOSE_LIMIT = 10.0  # seconds for stopped instances to exit
 
 
 @contextlib.asynccontextmanager
-async def running_controller(app: Path = BENCH_APP) -> AsyncIterator[Controller]:
-    """A started controller with `app` deployed, its state in a temporary folder."""
+async def running_controller(app: Path = BENCH_APP, **options: Any) -> AsyncIterator[Controller]:
+    """A started controller with `app` deployed, its state in a temporary folder; `options`
+    go to `Controller` (e.g. `metrics=False`)."""
     spec = load_app(str(app))
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as data_dir:
-        controller = Controller(Path(data_dir))
+        controller = Controller(Path(data_dir), **options)
         await controller.start(spec)
         try:
             yield controller

@@ -23,6 +23,9 @@ BENCHMARKS = (
     "idle_memory",
     "queue_throughput",
     "services_ops",
+    "websocket_fanout",
+    "webhook_accept",
+    "observability_overhead",
 )
 TIME_LIMIT = 240.0  # seconds for one benchmark; each is meant to take under two minutes
 

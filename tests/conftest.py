@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,16 +39,18 @@ class Platform:
     data_dir: Path
     log_path: Path
     log_file: BinaryIO
+    token: str
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=60)
+        headers = {"authorization": f"Bearer {self.token}"}  # the platform API wants it
+        self.http = httpx.Client(base_url=self.url, timeout=60, headers=headers)
 
     def cli(
         self, *args: str, check: bool = False, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the `nimbus` CLI against this platform."""
-        env = {**os.environ, "NIMBUS_URL": self.url, "COLUMNS": "200"}
+        env = {**os.environ, "NIMBUS_URL": self.url, "NIMBUS_TOKEN": self.token, "COLUMNS": "200"}
         result = subprocess.run(
             [sys.executable, "-m", "nimbus", *args],
             capture_output=True,
@@ -155,8 +158,8 @@ def start_platform(target: Path | str, data_dir: Path, *extra: str) -> Platform:
             log.close()
             raise AssertionError(f"the platform did not start:\n{log_path.read_text()}")
         time.sleep(0.05)
-    url = json.loads(discovery.read_text())["url"]
-    return Platform(process, url, data_dir, log_path, log)
+    found = json.loads(discovery.read_text())
+    return Platform(process, found["url"], data_dir, log_path, log, found["token"])
 
 
 @pytest.fixture
@@ -249,3 +252,27 @@ def run_killed(script: str, *args: str, after: int | None = None) -> list[str]:
     if after is not None:
         assert len(lines) == after, f"{len(lines)} lines of {after}:\n{stderr}"
     return lines
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Selenium through Debian's chromedriver (the pair
+    is built together, so their versions match; nothing is downloaded). Missing: skipped
+    outside CI, failed in CI."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        missing = "Debian's chromium and chromium-driver packages are not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,2400")
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    yield chrome
+    chrome.quit()

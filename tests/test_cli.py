@@ -200,7 +200,8 @@ def test_up_refuses_bad_ports_and_unusable_data_folders(tmp_path: Path) -> None:
 
 
 def test_logs_follow_prints_new_lines_as_they_come(basic: Platform) -> None:
-    env = {**os.environ, "NIMBUS_URL": basic.url, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "NIMBUS_URL": basic.url, "NIMBUS_TOKEN": basic.token}
+    env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, "-m", "nimbus", "logs", "echo", "--follow", "--json"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as follower:
         try:

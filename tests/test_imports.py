@@ -10,6 +10,9 @@ import sys
 import nimbus
 
 HEAVY = ("uvicorn", "starlette", "httpx", "typer", "rich", "watchfiles", "yaml", "sqlite3")
+HEAVY += ("aiomqtt", "paho")  # the mqtt extra: only the controller's MQTT bridge loads it
+HEAVY += ("prometheus_client",)  # metrics are the controller's
+HEAVY += ("opentelemetry", "google", "requests")  # only OTLP export, in the controller, loads it
 
 
 def test_import_nimbus_loads_no_platform_modules() -> None:
@@ -25,20 +28,28 @@ def test_public_surface() -> None:
         "BadRequest",
         "BatchResult",
         "Bucket",
+        "Budget",
         "ConditionFailed",
         "Conflict",
         "Context",
         "FailurePolicy",
         "FunctionSpec",
+        "Gone",
         "HTTPError",
         "IndexSpec",
         "InvalidRequest",
+        "Mqtt",
+        "MqttMessage",
         "NimbusError",
         "NotFound",
         "ObjectEvent",
+        "PLATFORM",
+        "PLATFORM_EVENTS",
         "PayloadTooLarge",
         "PermissionDenied",
+        "PlatformControl",
         "PlatformUnavailable",
+        "Progress",
         "Queue",
         "QueueBatch",
         "QueueMessage",
@@ -56,6 +67,9 @@ def test_public_surface() -> None:
         "Throttled",
         "Topic",
         "TopicEvent",
+        "WebSocket",
+        "WebSocketEvent",
+        "WebhookEvent",
         "__version__",
     ]
     for name in nimbus.__all__:

@@ -13,6 +13,7 @@ from nimbus.errors import (
     BadRequest,
     ConditionFailed,
     Conflict,
+    Gone,
     HTTPError,
     InvalidRequest,
     NimbusError,
@@ -25,6 +26,7 @@ from nimbus.errors import (
 )
 from nimbus.events.types import (
     BatchResult,
+    MqttMessage,
     ObjectEvent,
     QueueBatch,
     QueueMessage,
@@ -34,39 +36,55 @@ from nimbus.events.types import (
     TableBatch,
     TableChange,
     TopicEvent,
+    WebhookEvent,
+    WebSocketEvent,
 )
 from nimbus.http import Request, Response
 from nimbus.sdk.bucket import Bucket
+from nimbus.sdk.mqtt import Mqtt
+from nimbus.sdk.platform import PLATFORM, PlatformControl
+from nimbus.sdk.progress import Progress
 from nimbus.sdk.queue import Queue
 from nimbus.sdk.stream import Stream
 from nimbus.sdk.table import Table
 from nimbus.sdk.topic import Topic
+from nimbus.sdk.websocket import WebSocket
 from nimbus.spec.app import App
+from nimbus.spec.budgets import Budget
 from nimbus.spec.model import AppSpec, FailurePolicy, FunctionSpec
 from nimbus.spec.resources import IndexSpec, QueueSubscription
+from nimbus.spec.system import PLATFORM_EVENTS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PLATFORM",
+    "PLATFORM_EVENTS",
     "App",
     "AppSpec",
     "BadRequest",
     "BatchResult",
     "Bucket",
+    "Budget",
     "ConditionFailed",
     "Conflict",
     "Context",
     "FailurePolicy",
     "FunctionSpec",
+    "Gone",
     "HTTPError",
     "IndexSpec",
     "InvalidRequest",
+    "Mqtt",
+    "MqttMessage",
     "NimbusError",
     "NotFound",
     "ObjectEvent",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PlatformControl",
     "PlatformUnavailable",
+    "Progress",
     "Queue",
     "QueueBatch",
     "QueueMessage",
@@ -84,5 +102,8 @@ __all__ = [
     "Throttled",
     "Topic",
     "TopicEvent",
+    "WebSocket",
+    "WebSocketEvent",
+    "WebhookEvent",
     "__version__",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nimbus.backends.embedded import open_services
+from nimbus.backends.embedded.sizes import EmbeddedSizes
 from nimbus.compute.async_invoke import AsyncInvoker
 from nimbus.compute.failures import Destinations, FailureRouter
 from nimbus.compute.instance import Host
@@ -21,43 +22,95 @@ from nimbus.compute.invoker import Invoker
 from nimbus.compute.pool import Pool
 from nimbus.compute.service_calls import ServiceCalls
 from nimbus.compute.spawner import Zygote
+from nimbus.edge.mqtt import MqttBridges
 from nimbus.edge.router import Router
-from nimbus.errors import NimbusError
+from nimbus.edge.webhooks import Webhooks
+from nimbus.errors import NimbusError, NotFound
+from nimbus.ops.config import DEFAULT_OPS, OpsConfig
+from nimbus.ops.control import Control
 from nimbus.ops.dead_letters import DeadLetters
+from nimbus.ops.log_retention import LogRetention
 from nimbus.ops.logs import LogSink
+from nimbus.ops.metrics.exposition import Metrics
+from nimbus.ops.platform_events import PlatformEvents
+from nimbus.ops.runtime_settings import RuntimeSettings, Setting
 from nimbus.ops.store import Store
+from nimbus.ops.tracing.config import DEFAULT_TRACING, TracingConfig
+from nimbus.ops.tracing.tracer import Tracer
+from nimbus.ops.usage.service import Usage
 from nimbus.spec.model import AppSpec
 from nimbus.spec.plan import Plan, make_plan
 from nimbus.triggers.base import Platform
+from nimbus.triggers.mqtt import MqttDelivery
 from nimbus.triggers.supervisor import Triggers
 
 TICK = 0.5  # seconds between scale-to-zero / keep-warm passes
 STOP_GRACE = 10.0  # seconds running async invocations get to finish at shutdown
 RECOVERY_DELAY_LIMIT = 30.0  # longest pause between attempts to replace a dead zygote
+EVENTS_GRACE = 2.0  # seconds platform events still waiting get to be published at shutdown
 
 
 class Controller:
-    def __init__(self, data_dir: Path, *, echo: TextIO | None = None, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        echo: TextIO | None = None,
+        fsync: bool = False,
+        tracing: TracingConfig = DEFAULT_TRACING,
+        metrics: bool = True,
+        ops: OpsConfig = DEFAULT_OPS,
+    ) -> None:
         self.store = Store(data_dir, fsync=fsync)
         self.logs = LogSink(self.store, echo)
         self.services = open_services(data_dir, fsync=fsync)
         self.pools: dict[str, Pool] = {}
+        self.events = PlatformEvents(
+            self.services.topics, self.store.db, self._current_spec, self.logs
+        )
+        self.services.queues.on_dead_letter(self.events.queue_dead_lettered)
+        self.settings = RuntimeSettings(self.store.db)
         self.invoker = Invoker(self.pools, self.store, self.logs)
+        self.tracer = Tracer(data_dir, tracing, fsync=fsync) if tracing.enabled else None
+        self.invoker.tracer = self.tracer
+        self.invoker.on_failure = self.events.invocation_failed
         self.jobs = AsyncInvoker(self.invoker, self.store, self.logs)
         destinations = Destinations(self.services, self._current_spec, self.jobs.submit)
-        self.failures = FailureRouter(destinations, self.store, self.logs)
+        self.failures = FailureRouter(
+            destinations, self.store, self.logs, self.events.dead_lettered
+        )
         self.jobs.failures = self.failures
-        self._host = Host(self.logs, ServiceCalls(self.services, self._current_spec, self.logs))
+        self.webhooks = Webhooks(data_dir, self.jobs, self.store, self.logs, fsync=fsync)
+        self.mqtt = MqttBridges(MqttDelivery(self.jobs, self.logs), self.store, self.logs)
+        calls = ServiceCalls(
+            self.services, self._current_spec, self.logs, progress=self.webhooks.perform,
+            mqtt_brokers=self.mqtt,
+        )  # fmt: skip
+        self._host = Host(self.logs, calls)
+        calls.tracer = self.tracer
+        self.usage = Usage(
+            data_dir, self.store.db, EmbeddedSizes(data_dir), ops, self._current_spec, self.logs,
+            self.events,
+        )  # fmt: skip
+        calls.usage = self.invoker.usage = self.usage.meter
+        self.invoker.budgets = self.usage.budgets if ops.metering else None
+        self.log_retention = LogRetention(self.store, ops.log_limit, self.logs)
+        calls.control = Control(
+            self.settings, self._declared_spec, self._current_spec, self._redeploy
+        )
         self.triggers = Triggers(
             Platform(
                 self.invoker, self.jobs, self.services, self.store, self.logs,
-                self.failures, self._current_spec,
+                self.failures, self._current_spec, self.events,
             )
         )  # fmt: skip
         self.dead_letters = DeadLetters(
             self.store, self.jobs, self.services.queues, self._queue_names, self._dead_letter_queues
         )
-        self.spec: AppSpec | None = None
+        self.metrics = Metrics(self) if metrics else None  # None: nimbus up --no-metrics
+        self.invoker.on_record = self.metrics.invocations.observe if self.metrics else None
+        self.spec: AppSpec | None = None  # as running: declared, with the runtime settings
+        self._declared: AppSpec | None = None  # as last deployed
         self.router = Router()
         self.max_body_bytes = AppSpec.model_fields["gateway"].default.max_body_bytes
         self._zygote: Zygote | None = None
@@ -69,8 +122,14 @@ class Controller:
 
     async def start(self, spec: AppSpec) -> None:
         """Deploy `spec`, resume unfinished async invocations, start scaling passes."""
+        await self.events.start()
+        await self.usage.start()
+        self.log_retention.start()
+        if self.tracer is not None:
+            self.tracer.start(spec.name)
         await self.apply(spec)
         await self.jobs.recover()
+        await self.webhooks.recover()
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def stop(self) -> None:
@@ -78,6 +137,7 @@ class Controller:
         if self._ticker is not None:
             self._ticker.cancel()
         await self.triggers.stop(STOP_GRACE)
+        await self.mqtt.stop()  # messages not yet handed on stay with the brokers' sessions
         await self.jobs.stop(STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
@@ -88,19 +148,29 @@ class Controller:
             zygote.close()  # its instances die with it
         if closing:
             await asyncio.wait(closing, timeout=5.0)
+        await self.webhooks.close()
+        await self.usage.stop()  # counts so far go to the ledger; budget events are sent
+        await self.log_retention.stop()
+        await self.events.stop(EVENTS_GRACE)
         await self.services.close()
         self.store.close()
+        if self.tracer is not None:
+            await self.tracer.close()
 
     def plan(self, spec: AppSpec) -> Plan:
-        return make_plan(self.spec, spec)
+        return make_plan(self.spec, self.settings.effective(spec)[0])
 
     async def apply(self, spec: AppSpec, *, code_changed: bool = False) -> Plan:
         """Make the running platform match `spec`. Applying the same spec twice changes nothing."""
         async with self._apply_lock:
+            declared, (spec, stale) = spec, self.settings.effective(spec)
             plan = make_plan(self.spec, spec)
+            webhooks = self.webhooks.prepare(spec)  # a missing secret fails here, first
+            self.mqtt.check(spec)  # so do a broker's missing credentials, or the mqtt extra
             current = self._zygote
             fresh = code_changed or current is None or current.closed or self._preload_changed(spec)
             if plan.empty and not fresh:
+                await self._deployed(declared, spec, stale)
                 return plan
             await self.triggers.create_resources(spec, self.spec)
             zygote = await self._new_zygote(spec) if fresh else current
@@ -108,7 +178,9 @@ class Controller:
             retired: list[Pool] = []
             for name, function in spec.functions.items():
                 pool = self.pools.get(name)
-                if pool is None or pool.spec != function or pool.zygote is not zygote:
+                if pool is not None and pool.zygote is zygote and pool.can_retune(function):
+                    pool.retune(function)  # only its scaling or metadata changed
+                elif pool is None or pool.spec != function or pool.zygote is not zygote:
                     if pool is not None:
                         retired.append(pool)
                     self.pools[name] = Pool(function, spec.root, zygote, self._host)
@@ -119,12 +191,31 @@ class Controller:
             ]
             self.spec = spec
             self.router = Router(spec)
+            self.webhooks.install(webhooks)
             self.max_body_bytes = spec.gateway.max_body_bytes
             for pool in retired:
                 self._background(self._retire(pool))
             self._close_unused_zygotes()
             await self.triggers.reconcile(spec)
+            await self.mqtt.reconcile(spec)
+            await self._deployed(declared, spec, stale)
             return plan
+
+    async def _deployed(self, declared: AppSpec, spec: AppSpec, stale: list[Setting]) -> None:
+        """After an apply: forget the runtime settings it overrode, tell who subscribed."""
+        self._declared = declared
+        await self.settings.forget(stale)
+        await self.usage.deployed(spec)  # budgets first: their events precede the deploy's
+        await self.events.deployed(spec)
+
+    async def _redeploy(self) -> None:
+        """Apply the deployed spec again, under the runtime settings as they are now."""
+        if self._declared is None:
+            raise NotFound("no app is deployed")
+        await self.apply(self._declared)
+
+    def _declared_spec(self) -> AppSpec | None:
+        return self._declared
 
     def _current_spec(self) -> AppSpec | None:
         return self.spec
@@ -153,6 +244,9 @@ class Controller:
                 "timeout": pool.spec.timeout,
                 "memory_mb": pool.spec.memory_mb,
                 "keep_alive": pool.spec.keep_alive,
+                "owner": pool.spec.owner,
+                "tags": pool.spec.tags,
+                "runtime": self.settings.of(name),
             }
             for name, pool in sorted(self.pools.items())
         ]
@@ -189,9 +283,9 @@ class Controller:
     async def _recover(self) -> None:
         """Bring every function back on a new zygote, retrying with backoff until it works."""
         delay = 0.5
-        while not self._stopping and self.spec is not None:
+        while not self._stopping and self._declared is not None:
             try:
-                await self.apply(self.spec, code_changed=True)
+                await self.apply(self._declared, code_changed=True)
                 self.logs.platform("the zygote was replaced; every function runs again", "INFO")
                 return
             except NimbusError as error:

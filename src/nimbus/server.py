@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
-import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -16,15 +14,18 @@ from typing import TextIO
 import uvicorn
 import watchfiles
 
+from nimbus import discovery
 from nimbus.controller import Controller
 from nimbus.edge.admin import create_admin
+from nimbus.edge.auth import TokenAuth
 from nimbus.edge.gateway import Gateway
+from nimbus.edge.ws_protocol import NimbusWebSocketProtocol
 from nimbus.errors import NimbusError, SpecError
+from nimbus.ops.config import DEFAULT_OPS, OpsConfig
+from nimbus.ops.tracing.config import DEFAULT_TRACING, TracingConfig
 from nimbus.spec.loader import resolve_target
 from nimbus.spec.model import AppSpec
-
-DISCOVERY_FILE = "platform.json"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from nimbus.spec.websockets import MAX_MESSAGE_LIMIT
 
 
 async def extract_spec(target: str) -> AppSpec:
@@ -44,19 +45,28 @@ async def extract_spec(target: str) -> AppSpec:
 
 
 async def serve(
-    target: str, *, host: str, port: int, data_dir: Path, reload: bool, fsync: bool = False
+    target: str,
+    *,
+    host: str,
+    port: int,
+    data_dir: Path,
+    reload: bool,
+    fsync: bool = False,
+    token: str | None = None,
+    tracing: TracingConfig = DEFAULT_TRACING,
+    metrics: bool = True,
+    ops: OpsConfig = DEFAULT_OPS,
 ) -> None:
+    """Run the platform; its API (/_nimbus) wants `token`, or one generated now."""
+    token = discovery.check_token(token) if token else discovery.new_token()
     lock = _lock(data_dir)
     spec = await extract_spec(target)
     listener = _listen(host, port)
-    if host not in LOOPBACK:
-        sys.stderr.write(
-            f"nimbus: warning: listening on {host}; the admin API (/_nimbus) has no "
-            "authentication yet, so anyone who can reach this port can deploy and invoke\n"
-        )
-    controller = Controller(data_dir, echo=sys.stderr, fsync=fsync)
+    controller = Controller(
+        data_dir, echo=sys.stderr, fsync=fsync, tracing=tracing, metrics=metrics, ops=ops
+    )
     await controller.start(spec)
-    app = Gateway(controller, create_admin(controller))
+    app = Gateway(controller, TokenAuth(create_admin(controller), token))
     config = uvicorn.Config(
         app,
         host=host,
@@ -68,9 +78,12 @@ async def serve(
         server_header=False,
         date_header=False,
         proxy_headers=False,  # nimbus is not behind a proxy unless one is configured
+        ws=NimbusWebSocketProtocol,  # can drop a slow client; keepalive per WebSocket API
+        ws_max_size=MAX_MESSAGE_LIMIT,  # refused before buffering; each API may set less
+        ws_per_message_deflate=False,  # fan-out would compress each copy apart, per client
     )
     server = uvicorn.Server(config)
-    discovery = data_dir / DISCOVERY_FILE
+    found_at = data_dir / discovery.DISCOVERY_FILE
     watcher = asyncio.get_running_loop().create_task(_watch(target, controller)) if reload else None
     try:
         serving = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]))
@@ -78,23 +91,24 @@ async def serve(
             await asyncio.sleep(0.01)
         if server.started:
             url = _url(host, listener.getsockname()[1])
-            written = discovery.with_suffix(".tmp")  # whole or absent: readers poll for it
-            written.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-            written.replace(discovery)
-            sys.stderr.write(_banner(spec, url))
+            discovery.write(data_dir, url, token)
+            sys.stderr.write(_banner(spec, url, found_at))
         await serving
     finally:
         if watcher is not None:
             watcher.cancel()
         with contextlib.suppress(FileNotFoundError):
-            discovery.unlink()
+            found_at.unlink()
         await controller.stop()
         lock.close()
 
 
-def _banner(spec: AppSpec, url: str) -> str:
+def _banner(spec: AppSpec, url: str, found_at: Path) -> str:
     """What a person sees at start: where the app answers, and which function serves what."""
-    lines = [f"nimbus: app {spec.name!r} on {url} (admin API and CLI: {url}/_nimbus)"]
+    lines = [
+        f"nimbus: app {spec.name!r} on {url} (platform API and CLI: {url}/_nimbus, "
+        f"with the token in {found_at})"
+    ]
     for function in spec.functions.values():
         routes = [t.label for t in function.triggers] or ["(invoke only)"]
         lines += [f"  {route:<40} -> {function.name}" for route in routes]

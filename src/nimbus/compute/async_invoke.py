@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from nimbus.compute.failures import Condition, FailedEvent, FailureRouter, too_old
 from nimbus.compute.invoker import EventExpired, Invoker
@@ -33,6 +34,9 @@ class AsyncInvoker:
         self._running: set[asyncio.Task[None]] = set()  # inside an invocation right now
         self._stopping = False
         self.failures: FailureRouter | None = None  # set by the controller, which owns targets
+        self.on_finished: list[Callable[[Job], None]] = []
+        """Told of each job that succeeded or failed for good (its state is taken, maybe not
+        yet committed): what waits for a job's outcome (webhook callbacks) starts from here."""
 
     async def submit(
         self,
@@ -42,12 +46,16 @@ class AsyncInvoker:
         *,
         job_id: str | None = None,
         traceparent: str | None = None,
+        new: bool = False,
     ) -> Job:
         """Accept an invocation; returns once the acceptance is committed to disk. Submitting
-        a `job_id` that was accepted before returns that job and runs nothing again."""
+        a `job_id` that was accepted before returns that job and runs nothing again (`new`:
+        the caller knows that none was, and the look-up is skipped)."""
         self._invoker.pool(function)  # unknown function: NotFound, nothing stored
-        if job_id is not None and (accepted := await self._store.job(job_id)) is not None:
-            return accepted
+        if job_id is not None and not new:
+            accepted = await self._store.job(job_id)
+            if accepted is not None:
+                return accepted
         now = time.time()
         job = Job(
             id=job_id or new_id(), function=function, payload=payload, status="queued",
@@ -158,6 +166,7 @@ class AsyncInvoker:
                     policy, function=job.function, request_id=invocation.record.id,
                     payload=job.payload, result=job.result or b"null", attempts=job.attempts,
                 )  # fmt: skip
+            self._finished(job)
             return
         job.error = failure
         delay = policy.backoff * 2 ** (job.attempts - 1)
@@ -189,6 +198,11 @@ class AsyncInvoker:
             ),
         )  # fmt: skip
         await self._store.put_job(job, durable=True)
+        self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        for listener in self.on_finished:
+            listener(job)
 
     def _policy(self, function: str) -> FailurePolicy | None:
         try:
@@ -205,6 +219,7 @@ class AsyncInvoker:
             source=job.trigger,
         )  # fmt: skip
         await self._store.add_dead_letter(letter, job)
+        self._finished(job)
 
 
 def _batch_failure(job: Job, style: str, result: bytes) -> ErrorInfo | None:

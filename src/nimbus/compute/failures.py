@@ -27,6 +27,8 @@ from nimbus.spec.model import AppSpec, FailurePolicy
 Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
 SubmitJob = Callable[[str, bytes, str], Awaitable[object]]
 """Accept an asynchronous invocation: function, payload, trigger label."""
+DeadLettered = Callable[["FailedEvent", str | None], None]
+"""Told of each event given up to a dead-letter target (None: the platform's dead letters)."""
 
 
 class Destinations:
@@ -75,10 +77,14 @@ class FailureRouter:
     """Sends outcomes where the policy says, falling back to the platform's dead letters when
     a target cannot take them: an event is never dropped silently."""
 
-    def __init__(self, destinations: Destinations, store: Store, logs: LogSink) -> None:
+    def __init__(
+        self, destinations: Destinations, store: Store, logs: LogSink,
+        dead_lettered: DeadLettered | None = None,
+    ) -> None:  # fmt: skip
         self.destinations = destinations
         self._store = store
         self._logs = logs
+        self._dead_lettered = dead_lettered or _unobserved
 
     async def succeeded(
         self, policy: FailurePolicy, *, function: str, request_id: str, payload: bytes,
@@ -105,9 +111,9 @@ class FailureRouter:
             taken = await self._deliver(event.function, policy.on_failure, record, {})
         if policy.dead_letter is not None:
             attributes = error_attributes(event.error, event.request_id)
-            taken |= await self._deliver(
-                event.function, policy.dead_letter, event.payload, attributes
-            )
+            if await self._deliver(event.function, policy.dead_letter, event.payload, attributes):
+                self._dead_lettered(event, policy.dead_letter)
+                return
         if taken:
             return
         await self._store.add_dead_letter(
@@ -117,6 +123,7 @@ class FailureRouter:
                 failed_at=time.time(), source=event.source,
             )
         )  # fmt: skip
+        self._dead_lettered(event, None)
 
     async def _deliver(
         self, function: str, target: str, payload: bytes, attributes: dict[str, str]
@@ -129,6 +136,10 @@ class FailureRouter:
                 f"an event of {function!r} could not be delivered to {target!r}: {error.message}"
             )
             return False
+
+
+def _unobserved(event: FailedEvent, target: str | None) -> None:
+    """No one listens for dead letters."""
 
 
 def destination_record(

@@ -55,8 +55,10 @@ def wants_context(handler: HandlerFunc) -> bool:
 
 def make_event(http: HttpEvent | None, payload: bytes, trigger: str, style: str) -> Any:
     """The handler's event: a Request, a typed event of `nimbus.events.types`, or (style aws,
-    and for direct invocations) the JSON payload as it is."""
-    if http is not None:
+    and for direct invocations) the JSON payload as it is. A WebSocket route's invocation
+    carries its handshake as `http` (so that it answers like an HTTP handler) and its event as
+    the payload."""
+    if http is not None and trigger == "http":
         if style == "aws":
             route = f"{http.method} {http.route}" if http.route else "$default"
             return aws.http_api_event(http, route=route)
@@ -83,6 +85,9 @@ class InvocationTrace:
     def get(self) -> str:
         if self._value is None:
             frame, parent = self._frame, self._frame.traceparent
+            if frame.traced and parent is not None:
+                self._value = parent  # the handler span the controller records
+                return parent
             if parent is None and frame.http is not None:
                 for name, value in frame.http.headers:
                     if name == b"traceparent":

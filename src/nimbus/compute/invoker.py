@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nimbus.compute.instance import InitError
 from nimbus.compute.pool import Pool, PoolClosed
@@ -15,6 +16,12 @@ from nimbus.errors import NimbusError, NotFound, Throttled
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import InvocationRecord, Outcome, Store
+
+if TYPE_CHECKING:
+    from nimbus.ops.tracing.invocations import InvocationSpans
+    from nimbus.ops.tracing.tracer import Tracer
+    from nimbus.ops.usage.budgets import Budgets
+    from nimbus.ops.usage.meter import UsageMeter
 
 OUTCOMES: dict[str, Outcome] = {
     "Handler": "error",
@@ -45,6 +52,11 @@ class Invoker:
         self._pools = pools
         self._store = store
         self._logs = logs
+        self.on_failure: Callable[[InvocationRecord], None] | None = None  # throttles too
+        self.tracer: Tracer | None = None  # None: tracing is off
+        self.on_record: Callable[[InvocationRecord], None] | None = None  # metrics
+        self.usage: UsageMeter | None = None  # None: metering is off
+        self.budgets: Budgets | None = None  # closes functions over a budget
 
     def pool(self, function: str) -> Pool:
         pool = self._pools.get(function)
@@ -66,7 +78,12 @@ class Invoker:
     ) -> Invocation:
         """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated.
         An event still waiting at `expires_at` is not run: EventExpired."""
+        budgets = self.budgets
+        if budgets is not None and function in budgets.closed:
+            await budgets.admit(function, wait=wait, expires_at=expires_at)
         attempt = _Attempt(new_id(), trigger, time.time(), job_id)
+        if self.tracer is not None:
+            attempt.spans = self.tracer.invocation(trigger, traceparent, http)
         while True:
             pool = self.pool(function)
             try:
@@ -88,9 +105,12 @@ class Invoker:
         spec = pool.spec
         attempt.cold = lease.cold
         attempt.init_ms = lease.instance.init_ms if lease.cold else 0.0
+        spans = attempt.spans
+        if spans is not None:
+            traceparent = spans.dispatched()  # the handler span's: the worker takes it as is
         frame = Invoke(
             attempt.request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http,
-            traceparent,
+            traceparent, spans is not None,
         )  # fmt: skip
         running = lease.instance.invoke(frame, spec.timeout)
         try:
@@ -122,8 +142,16 @@ class Invoker:
             job_id=attempt.job_id,
         )
         self._store.record_invocation(record)
+        if self.on_record is not None:
+            self.on_record(record)
+        if self.usage is not None:
+            self.usage.invocation(record)
+        if attempt.spans is not None:
+            attempt.spans.finish(spec, record, result)
         if error is not None:
             self._logs.error(spec.name, attempt.request_id, error)
+            if self.on_failure is not None:
+                self.on_failure(record)
         return Invocation(record, result)
 
 
@@ -135,3 +163,4 @@ class _Attempt:
     job_id: str | None
     cold: bool = False
     init_ms: float = 0.0
+    spans: InvocationSpans | None = None

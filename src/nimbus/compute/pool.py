@@ -17,6 +17,8 @@ from nimbus.errors import NimbusError, Throttled
 from nimbus.spec.model import FunctionSpec
 
 MAX_RETRY_DELAY = 30.0  # seconds between attempts to keep a failing function warm
+RETUNABLE = ("max_instances", "owner", "tags", "budget")
+"""FunctionSpec fields a pool reads as it goes: a change to them needs no new instances."""
 
 
 class PoolClosed(NimbusError):
@@ -106,6 +108,20 @@ class Pool:
                 instance.stop()
         else:
             self._hand_to_waiters(instance)
+
+    def can_retune(self, spec: FunctionSpec) -> bool:
+        """Whether `spec` differs from this pool's only in what running instances do not hold
+        (`RETUNABLE`), so that the pool can take it and keep its instances."""
+        return (
+            spec != self.spec
+            and spec.model_copy(update={field: getattr(self.spec, field) for field in RETUNABLE})
+            == self.spec
+        )
+
+    def retune(self, spec: FunctionSpec) -> None:
+        """Take `spec` (see `can_retune`); a higher `max_instances` serves waiters at once."""
+        self.spec = spec
+        self._replace()
 
     def ensure_minimum(self) -> None:
         """Start instances in the background until `min_instances` are up (backing off while

@@ -74,6 +74,9 @@ class Invoke(Frame):
     http: HttpEvent | None = None
     traceparent: str | None = None
     """W3C trace context of what caused this invocation (an HTTP request carries its own)."""
+    traced: bool = False
+    """The controller records this invocation's spans: `traceparent` is then the handler
+    span's own context, which the worker uses as it is instead of starting a hop of its own."""
 
 
 class Cancel(Frame):
@@ -108,6 +111,10 @@ class Log(Frame):
     level: str
     message: str
     time: float
+    trace_id: str = ""
+    """The trace of the invocation that logged it."""
+    extra: str | None = None
+    """The fields a `logging` call gave with `extra=`, as a JSON object."""
 
 
 # controller -> zygote (the new worker's socket travels beside the frame, SCM_RIGHTS)

@@ -6,33 +6,53 @@ Workers hold no handles, credentials or paths: this is the only way their code r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from nimbus.compute.protocol import ErrorInfo, ServiceCall, ServiceReply
 from nimbus.errors import InvalidRequest, NimbusError, NotFound, PermissionDenied
 from nimbus.ops.logs import LogSink
-from nimbus.services import bucket, queue, stream, table, topic
+from nimbus.services import mqtt
 from nimbus.services.catalog import ServiceSet
+from nimbus.services.control import ControlOp
+from nimbus.services.operations import OPERATIONS, Kind, kind_of, operation_kind, perform
+from nimbus.services.progress import RESOURCE as PROGRESS
+from nimbus.services.progress import ProgressOp
 from nimbus.spec.model import AppSpec
+from nimbus.spec.system import PLATFORM_CONTROL
+
+if TYPE_CHECKING:
+    from nimbus.ops.tracing.tracer import Tracer
+    from nimbus.ops.usage.meter import UsageMeter
 
 _encoder = msgspec.msgpack.Encoder()
-_queue: msgspec.msgpack.Decoder[queue.QueueOp] = msgspec.msgpack.Decoder(queue.QueueOp)
-_topic: msgspec.msgpack.Decoder[topic.TopicOp] = msgspec.msgpack.Decoder(topic.TopicOp)
-_stream: msgspec.msgpack.Decoder[stream.StreamOp] = msgspec.msgpack.Decoder(stream.StreamOp)
-_table: msgspec.msgpack.Decoder[table.TableOp] = msgspec.msgpack.Decoder(table.TableOp)
-_bucket: msgspec.msgpack.Decoder[bucket.BucketOp] = msgspec.msgpack.Decoder(bucket.BucketOp)
+_progress: msgspec.msgpack.Decoder[ProgressOp] = msgspec.msgpack.Decoder(ProgressOp)
+_control: msgspec.msgpack.Decoder[ControlOp] = msgspec.msgpack.Decoder(ControlOp)
+_decoders: dict[Kind, msgspec.msgpack.Decoder[Any]] = {
+    kind: msgspec.msgpack.Decoder(operations) for kind, operations in OPERATIONS.items()
+}
 
 
 class ServiceCalls:
     def __init__(
-        self, services: ServiceSet, spec: Callable[[], AppSpec | None], logs: LogSink
+        self,
+        services: ServiceSet,
+        spec: Callable[[], AppSpec | None],
+        logs: LogSink,
+        *,
+        progress: Callable[[str, ProgressOp], Awaitable[Any]] | None = None,
+        mqtt_brokers: mqtt.Publisher | None = None,
     ) -> None:
         self._services = services
         self._spec = spec
         self._logs = logs
+        self._progress = progress  # webhook deliveries' progress: the token is the permission
+        self._mqtt = mqtt_brokers
+        self.control: Callable[[str, ControlOp], Awaitable[Any]] | None = None  # nimbus.PLATFORM
+        self.tracer: Tracer | None = None  # each call a span of its own; None: tracing is off
+        self.usage: UsageMeter | None = None  # counts each call; None: metering is off
 
     async def __call__(self, function: str, call: ServiceCall) -> ServiceReply:
         try:
@@ -58,45 +78,46 @@ class ServiceCalls:
         if spec is None or declared is None:
             raise NotFound(f"function {function!r} is no longer deployed")
         name = call.resource
+        if name == PROGRESS and self._progress is not None:
+            return await self._progress(function, _progress.decode(call.op))
         if name not in declared.uses:
             raise PermissionDenied(
                 f"function {function!r} may not use {name!r}: list it in the function's `uses`"
             )
-        services, trace, op = self._services, call.traceparent, call.op
-        if name in spec.queues:
-            return await queue.perform(services.queues, name, _queue.decode(op))
-        if name in spec.topics:
-            return await topic.perform(services.topics, name, _topic.decode(op))
-        if name in spec.streams:
-            return await stream.perform(services.streams, name, _stream.decode(op))
-        if name in spec.tables:
-            return await table.perform(services.tables, name, _table.decode(op), traceparent=trace)
-        if name in spec.buckets:
-            return await bucket.perform(services.buckets, name, _bucket.decode(op))
-        raise NotFound(f"no resource named {name!r}")
+        if name == PLATFORM_CONTROL and self.control is not None:
+            return await self.control(function, _control.decode(call.op))
+        if name in spec.mqtt and self._mqtt is not None:
+            publish = mqtt.decode(call.op, name)
+            return await mqtt.perform(self._mqtt, name, publish, spec.mqtt[name].max_message_bytes)
+        kind = kind_of(spec, name)
+        op = _decoders[kind].decode(call.op)
+
+        async def run(op: Any, traceparent: str | None) -> Any:
+            result = await perform(self._services, kind, name, op, traceparent=traceparent)
+            if self.usage is not None:
+                self.usage.service_call(name, op, result)
+            return result
+
+        if self.tracer is not None and call.traceparent is not None:
+            return await self.tracer.service_call(function, kind, name, op, call.traceparent, run)
+        return await run(op, call.traceparent)
 
 
 def _kind_mismatch(spec: AppSpec | None, call: ServiceCall) -> str | None:
     """Why the call failed when it is an operation of another kind of resource (a Queue
     handle on a table, ...); None when it is not that."""
-    if spec is None:
-        return None
-    kinds: dict[str, Mapping[str, object]] = {
-        "queue": spec.queues, "topic": spec.topics, "stream": spec.streams,
-        "table": spec.tables, "bucket": spec.buckets,
-    }  # fmt: skip
-    kind = next((kind for kind, declared in kinds.items() if call.resource in declared), None)
     try:
+        kind = kind_of(spec, call.resource)
         operation = msgspec.msgpack.decode(call.op)
-    except msgspec.DecodeError:
+    except (NotFound, msgspec.DecodeError):
         return None
-    tag = operation.get("type") if isinstance(operation, dict) else None
-    wanted = tag.partition(".")[0] if isinstance(tag, str) else None
-    if kind is None or wanted not in kinds or wanted == kind:
+    wanted = operation_kind(operation.get("type") if isinstance(operation, dict) else None)
+    if wanted is None or wanted == kind:
         return None
+    handle = "WebSocket" if kind == "websocket" else kind.capitalize()
     return (
         f"{call.resource!r} is a {kind}, not a {wanted}: "
-        f"use nimbus.{kind.capitalize()}({call.resource!r}) for it"
+        f"use nimbus.{handle}({call.resource!r}) for it"
     )
 
 

@@ -38,6 +38,7 @@ from nimbus.compute.protocol import (
 )
 from nimbus.context import Context
 from nimbus.errors import HTTPError
+from nimbus.events import trace
 from nimbus.sdk import client
 
 current_request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="")
@@ -87,13 +88,17 @@ class LogStream(io.TextIOBase):
         lines = (self._partial + text).split("\n")
         self._partial = lines.pop()
         for line in lines:
-            self._channel.send(Log(current_request.get(), self._level, line, time.time()))
+            self._send(line)
         return len(text)
 
     def flush(self) -> None:
         if self._partial:
             line, self._partial = self._partial, ""
-            self._channel.send(Log(current_request.get(), self._level, line, time.time()))
+            self._send(line)
+
+    def _send(self, line: str) -> None:
+        frame = Log(current_request.get(), self._level, line, time.time(), _trace_id())
+        self._channel.send(frame)
 
 
 class FrameLogHandler(logging.Handler):
@@ -105,10 +110,32 @@ class FrameLogHandler(logging.Handler):
         try:
             message = self.format(record)
             self._channel.send(
-                Log(current_request.get(), record.levelname, message, record.created)
-            )
+                Log(
+                    current_request.get(), record.levelname, message, record.created,
+                    _trace_id(), _extra(record),
+                )
+            )  # fmt: skip
         except Exception:
             self.handleError(record)
+
+
+_RECORD_FIELDS = frozenset(
+    [*logging.LogRecord("", 0, "", 0, "", (), None).__dict__, "message", "asctime", "taskName"]
+)
+"""What every LogRecord holds: any other attribute came from the call's `extra=`."""
+
+
+def _extra(record: logging.LogRecord) -> str | None:
+    """The fields given with `extra=`, as a JSON object (a value JSON cannot hold: its str)."""
+    fields = {k: v for k, v in record.__dict__.items() if k not in _RECORD_FIELDS}
+    return msgspec.json.encode(fields, enc_hook=str).decode() if fields else None
+
+
+def _trace_id() -> str:
+    """The trace id of the running invocation (empty outside of one)."""
+    invocation = current_trace.get()
+    parent = trace.parse(invocation.get()) if invocation is not None else None
+    return parent.trace_id if parent is not None else ""
 
 
 class Runner:

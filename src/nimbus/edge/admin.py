@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -11,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.errors import NimbusError, NotFound, SpecError
+from nimbus.edge.metrics_api import metrics_routes
+from nimbus.errors import InvalidRequest, NimbusError, NotFound, SpecError
+from nimbus.ops.log_query import query_from
 from nimbus.spec.errors import describe
 from nimbus.spec.model import AppSpec
 
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 1000
 MAX_SEQUENCE = 2**63 - 1  # SQLite's largest integer
+JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -37,6 +42,13 @@ def _whole_number(request: Request, name: str, default: int, low: int, high: int
 
 def _limit(request: Request, default: int = 50) -> int:
     return _whole_number(request, "limit", default, 1, MAX_LIMIT)
+
+
+def _job_id(raw: str | None) -> str | None:
+    """A caller's own id for an asynchronous invocation: it names the job in URLs."""
+    if raw is not None and not JOB_ID.fullmatch(raw):
+        raise InvalidRequest(f"id {raw!r} is not 1 to 128 letters, digits, '-', '_', '.', ':'")
+    return raw
 
 
 class AdminAPI:
@@ -73,7 +85,8 @@ class AdminAPI:
         except msgspec.DecodeError as error:
             raise NimbusError(f"the event is not valid JSON: {error}") from None
         if request.query_params.get("mode") == "async":
-            job = await self.controller.jobs.submit(function, payload)
+            job_id = _job_id(request.query_params.get("id"))  # a retried request runs once
+            job = await self.controller.jobs.submit(function, payload, job_id=job_id)
             return json_response({"id": job.id, "status": job.status}, 202)
         invocation = await self.controller.invoker.invoke(
             function, trigger="invoke", payload=payload
@@ -101,11 +114,9 @@ class AdminAPI:
         return json_response(records)
 
     async def logs(self, request: Request) -> Response:
-        query = request.query_params
+        query = query_from(request.query_params, time.time())
         after = _whole_number(request, "after", 0, 0, MAX_SEQUENCE)
-        entries = await self.controller.store.logs(
-            query.get("function"), query.get("request_id"), after, _limit(request, 100)
-        )
+        entries = await self.controller.store.logs(query, after, _limit(request, 100))
         return json_response(entries)
 
     async def dead_letters(self, request: Request) -> Response:
@@ -130,7 +141,7 @@ async def _on_error(request: Request, error: Exception) -> Response:
     status = error.status if error.status != 500 else 400
     retry_after = getattr(error, "retry_after", None)
     headers = {"retry-after": str(retry_after)} if retry_after is not None else None
-    return json_response({"error": error.message}, status, headers)
+    return json_response({"error": error.message, "type": type(error).__name__}, status, headers)
 
 
 def create_admin(controller: Controller) -> Starlette:
@@ -151,6 +162,19 @@ def create_admin(controller: Controller) -> Starlette:
         Route(f"{p}/dlq/{{id}}/redrive", api.redrive, methods=["POST"]),
         Route(f"{p}/queues/{{name}}/redrive", api.redrive_queue, methods=["POST"]),
     ]
+    routes += metrics_routes(controller, p)
+    from nimbus.edge.resources_api import resource_routes  # it builds on this module
+
+    routes += resource_routes(controller, p)
+    from nimbus.edge.traces_api import trace_routes  # it builds on this module
+
+    routes += trace_routes(controller, p)
+    from nimbus.edge.dashboard import dashboard_routes  # it builds on this module
+
+    routes += dashboard_routes(controller)
+    from nimbus.edge.usage_api import usage_routes  # it builds on this module
+
+    routes += usage_routes(controller, p)
     return Starlette(routes=routes, exception_handlers={NimbusError: _on_error})
 
 

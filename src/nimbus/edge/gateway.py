@@ -14,6 +14,7 @@ import msgspec
 
 from nimbus.compute.protocol import HttpEvent
 from nimbus.edge.router import MethodNotAllowed
+from nimbus.edge.websockets import WebSocketGateway
 from nimbus.errors import NimbusError, NotFound, Throttled
 
 if TYPE_CHECKING:
@@ -43,21 +44,27 @@ class Gateway:
     def __init__(self, controller: Controller, admin: ASGIApp) -> None:
         self._controller = controller
         self._admin = admin
+        self._websockets = WebSocketGateway(controller)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1003})
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             return
         path: str = scope["path"]
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self._admin(scope, receive, send)
-            return
-        await self._serve(scope, receive, send, path)
+        elif kind == "websocket":
+            await self._websockets(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send, path)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         controller = self._controller
         method: str = scope["method"]
+        hook = controller.router.webhook(path)
+        if hook is not None:
+            await controller.webhooks.serve(scope, receive, send, *hook, controller.max_body_bytes)
+            return
         try:
             function, params, route = controller.router.match(method, path)
             body = await _read_body(scope, receive, controller.max_body_bytes)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from nimbus.errors import HTTPError, NotFound
 from nimbus.spec.model import PATH_PARAM, AppSpec
+from nimbus.spec.paths import STATUS_SEGMENT
+from nimbus.spec.webhooks import WebhookTrigger
 
 
 class MethodNotAllowed(HTTPError):
@@ -26,7 +28,11 @@ class Router:
     def __init__(self, spec: AppSpec | None = None) -> None:
         self._static: dict[str, _Path] = {}
         self._dynamic: dict[str, _Path] = {}
+        self._webhooks: set[str] = set()
         for function in spec.functions.values() if spec else ():
+            self._webhooks.update(
+                t.path for t in function.triggers if isinstance(t, WebhookTrigger)
+            )
             for trigger in function.http_triggers():
                 if PATH_PARAM.search(trigger.path):
                     entry = self._dynamic.setdefault(
@@ -35,6 +41,19 @@ class Router:
                 else:
                     entry = self._static.setdefault(trigger.path, _Path(trigger.path))
                 entry.methods[trigger.method] = function.name
+
+    def webhook(self, path: str) -> tuple[str, str | None] | None:
+        """The webhook `path` is (its path, None) or a status URL of (its path, the token);
+        None if neither. Webhooks come before HTTP routes with {parameters}."""
+        if not self._webhooks:
+            return None
+        if path in self._webhooks:
+            return path, None
+        head, _, token = path.rpartition("/")
+        hook, _, segment = head.rpartition("/")
+        if segment == STATUS_SEGMENT and hook in self._webhooks and token:
+            return hook, token
+        return None
 
     def match(self, method: str, path: str) -> tuple[str, dict[str, str], str]:
         """The function for this request, its path parameters and the route's path template;

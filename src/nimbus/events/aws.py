@@ -30,12 +30,14 @@ from nimbus.errors import InvalidRequest
 from nimbus.events import trace
 from nimbus.events.cloudevents import format_time
 from nimbus.events.types import (
+    MqttMessage,
     ObjectEvent,
     QueueMessage,
     ScheduleTick,
     StreamRecord,
     TableChange,
     TopicEvent,
+    WebSocketEvent,
     failed_items,
 )
 from nimbus.http import Response
@@ -465,6 +467,19 @@ def s3_event(
     return {"Records": [record]}
 
 
+# AWS IoT rules
+
+
+def iot_rule_event(message: MqttMessage) -> Any:
+    """What an AWS IoT rule `SELECT * FROM 'filter'` hands its Lambda action: the message's JSON
+    payload itself. The Lambda action takes no binary payload, so one that is not JSON arrives
+    as the rule `SELECT encode(*, 'base64') AS data` would pass it (AWS IoT's advice)."""
+    try:
+        return msgspec.json.decode(message.payload)
+    except msgspec.DecodeError:
+        return {"data": base64.b64encode(message.payload).decode()}
+
+
 # API Gateway HTTP API, payload format 2.0
 
 
@@ -629,6 +644,72 @@ def _cookie_header(cookie: str) -> tuple[bytes, bytes]:
         return b"set-cookie", cookie.encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError(f"the cookie {cookie!r} is not ISO-8859-1 text") from None
+
+
+# API Gateway WebSocket APIs (Lambda proxy integration)
+
+WEBSOCKET_EVENT_TYPES = {"connect": "CONNECT", "message": "MESSAGE", "disconnect": "DISCONNECT"}
+
+
+def websocket_event(
+    event: WebSocketEvent,
+    *,
+    raw_headers: Iterable[tuple[bytes, bytes]] = (),
+    query_string: bytes = b"",
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """A WebSocket API's event as Lambda gets it: `requestContext` with `routeKey`,
+    `eventType` (CONNECT, MESSAGE, DISCONNECT) and `connectionId`; the handshake's headers and
+    query on CONNECT (names as the client sent them, repeats in the multi-value maps); the
+    message as `body` on MESSAGE (base64 when binary); the close code on DISCONNECT."""
+    moment = event.time
+    host = event.headers.get("host", "localhost")
+    context: dict[str, Any] = {
+        "routeKey": event.route,
+        "eventType": WEBSOCKET_EVENT_TYPES[event.kind],
+        "extendedRequestId": request_id or event.id,
+        "requestTime": _access_log_time(moment),
+        "messageDirection": "IN",
+        "stage": "$default",
+        "connectedAt": int(event.connected_at * 1000),
+        "requestTimeEpoch": int(moment * 1000),
+        "identity": {
+            "sourceIp": event.source_ip,
+            "userAgent": event.headers.get("user-agent", ""),
+        },
+        "requestId": request_id or event.id,
+        "domainName": host,
+        "connectionId": event.connection_id,
+        "apiId": API_ID,
+    }
+    shaped: dict[str, Any] = {}
+    if event.kind == "connect":
+        single: dict[str, str] = {}
+        multiple: dict[str, list[str]] = {}
+        for raw_name, raw_value in raw_headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            single[name] = value
+            multiple.setdefault(name, []).append(value)
+        shaped |= {"headers": single, "multiValueHeaders": multiple}
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        if pairs:
+            shaped["queryStringParameters"] = dict(pairs)
+            values: dict[str, list[str]] = {}
+            for name, value in pairs:
+                values.setdefault(name, []).append(value)
+            shaped["multiValueQueryStringParameters"] = values
+    elif event.kind == "message":
+        context["messageId"] = event.id
+    else:
+        context["disconnectStatusCode"] = event.code
+        context["disconnectReason"] = event.reason
+    shaped["requestContext"] = context
+    shaped["isBase64Encoded"] = event.data is not None
+    if event.text is not None:
+        shaped["body"] = event.text
+    elif event.data is not None:
+        shaped["body"] = base64.b64encode(event.data).decode("ascii")
+    return shaped
 
 
 # Partial batch responses

@@ -62,7 +62,7 @@ def parse(traceparent: object) -> TraceParent | None:
 def new_traceparent(sampled: bool = True) -> str:
     """A new trace with random ids (its trace id is random, so flag 02 is set too)."""
     flags = RANDOM_TRACE_ID | (SAMPLED if sampled else 0)
-    return _format(f"{_random.getrandbits(128) or 1:032x}", flags)
+    return _format(new_trace_id(), flags)
 
 
 def child(traceparent: str | None) -> str:
@@ -76,6 +76,24 @@ def child(traceparent: str | None) -> str:
     return _format(parent.trace_id, parent.flags & KNOWN_FLAGS)
 
 
+def random_bits(bits: int) -> int:
+    """Random bits from the id generator (seeded anew in every forked child)."""
+    return _random.getrandbits(bits)
+
+
+def new_trace_id() -> str:
+    return f"{_random.getrandbits(128) or 1:032x}"
+
+
+def new_span_id() -> str:
+    return f"{_random.getrandbits(64) or 1:016x}"
+
+
+def format_traceparent(trace_id: str, span_id: str, flags: int) -> str:
+    """The `traceparent` of span `span_id` of trace `trace_id` (ids as lower-case hex)."""
+    return f"{VERSION}-{trace_id}-{span_id}-{flags:02x}"
+
+
 def xray_header(traceparent: str | None) -> str | None:
     """The same trace as an AWS X-Ray header (`Root=1-…;Parent=…;Sampled=…`), for AWS-shaped
     events; None without a valid trace."""
@@ -87,4 +105,4 @@ def xray_header(traceparent: str | None) -> str | None:
 
 
 def _format(trace_id: str, flags: int) -> str:
-    return f"{VERSION}-{trace_id}-{_random.getrandbits(64) or 1:016x}-{flags:02x}"
+    return format_traceparent(trace_id, new_span_id(), flags)

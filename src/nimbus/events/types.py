@@ -17,9 +17,11 @@ import msgspec
 
 from nimbus.errors import InvalidRequest
 from nimbus.ids import new_id
+from nimbus.sdk.progress import Progress
 
 ChangeKind = Literal["INSERT", "MODIFY", "REMOVE"]
 ObjectKind = Literal["created", "deleted"]
+WebSocketKind = Literal["connect", "message", "disconnect"]
 
 
 class Event(msgspec.Struct, kw_only=True, frozen=True):
@@ -117,6 +119,99 @@ class ScheduleTick(Event, kw_only=True, frozen=True):
         return self.time
 
 
+class MqttMessage(Event, kw_only=True, frozen=True):
+    """A message an MQTT broker delivered: published to `topic`, matched by the trigger's
+    `filter`. `retain` is the publisher's retain flag; `properties` the MQTT 5 user properties
+    (a repeated name keeps its last value)."""
+
+    type: str = "nimbus.mqtt.message"
+    broker: str
+    topic: str
+    filter: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    content_type: str | None = None
+    properties: dict[str, str] = {}
+
+    def text(self) -> str:
+        return self.payload.decode("utf-8")
+
+    def json(self) -> Any:
+        """The payload decoded as JSON."""
+        return _decode_json(self.payload, f"the payload of the message on {self.topic!r}")
+
+
+WEBHOOK_DELIVERY = "nimbus.webhook.delivery"
+
+
+class WebhookEvent(Event, kw_only=True, frozen=True):
+    """A verified webhook delivery. `id` is the provider's delivery id (a redelivery has the
+    same), `type` the provider's event type when it names one (`X-GitHub-Event`, the JSON
+    body's `type`). Pass `progress_token` on to the functions that carry on the work, so that
+    they can report on it with `Progress(token)`."""
+
+    type: str = WEBHOOK_DELIVERY
+    provider: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Lower-case names; a repeated header's values joined by commas."""
+    body: bytes
+    progress_token: str
+    status_url: str
+
+    @property
+    def delivery_id(self) -> str:
+        return self.id
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.progress_token)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return _decode_json(self.body, f"the body of delivery {self.id}")
+
+
+class WebSocketEvent(Event, kw_only=True, frozen=True):
+    """A client connected to a WebSocket API, sent it a message, or went away.
+
+    `connect` carries the handshake's `headers` (lower-case names) and `query`; `message` the
+    text (`text`) or binary (`data`) message; `disconnect` the close `code` and `reason`.
+    """
+
+    type: str = "nimbus.websocket.message"
+    api: str
+    connection_id: str
+    route: str
+    kind: WebSocketKind
+    connected_at: float
+    text: str | None = None
+    data: bytes | None = None
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    source_ip: str = ""
+    subprotocols: list[str] = []
+    code: int | None = None
+    reason: str = ""
+
+    @property
+    def body(self) -> str | bytes | None:
+        """The message as it came: text, bytes, or None (connect and disconnect)."""
+        return self.text if self.text is not None else self.data
+
+    def json(self) -> Any:
+        """The message decoded as JSON (InvalidRequest if it is not JSON)."""
+        raw = self.body
+        if raw is None:
+            raise InvalidRequest(f"a {self.kind} event has no message")
+        return _decode_json(raw, "the message")
+
+
 E = TypeVar("E", bound=Event)
 
 
@@ -167,6 +262,9 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "table": TableBatch,
     "bucket": ObjectEvent,
     "schedule": ScheduleTick,
+    "websocket": WebSocketEvent,
+    "webhook": WebhookEvent,
+    "mqtt": MqttMessage,
 }
 """The event type a nimbus-style handler receives, by trigger kind (`QueueTrigger.type`, ...)."""
 

@@ -18,10 +18,13 @@ class LogSink:
         self._echo = echo
 
     def __call__(self, function: str, log: Log) -> None:
-        self.write(function, log.id, log.level, log.message, log.time)
+        self.write(function, log.id, log.level, log.message, log.time, log.trace_id, log.extra)
 
-    def write(self, function: str, request_id: str, level: str, message: str, at: float) -> None:
-        self._store.add_log(at, function, request_id, level, message)
+    def write(
+        self, function: str, request_id: str, level: str, message: str, at: float,
+        trace_id: str = "", extra: str | None = None,
+    ) -> None:  # fmt: skip
+        self._store.add_log(at, function, request_id, level, message, trace_id, extra)
         if self._echo is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(at))
             self._echo.write(f"{stamp} {function} {short_id(request_id)} {level:<5} {message}\n")

@@ -1,5 +1,6 @@
 """The platform's own records, in SQLite: invocations, logs, async jobs, dead letters of every
-source, and the checkpoints of ordered consumers (streams, change feeds, object events)."""
+source, and the checkpoints of ordered consumers (streams, change feeds, object events); the
+tables of `runtime_settings.py` and `platform_events.py` (the last deployment) live here too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import msgspec
 
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.ops.database import Database
+from nimbus.ops.log_query import LogQuery
 
 Outcome = Literal["success", "error", "timeout", "oom", "crash", "init_error", "throttled"]
 JobStatus = Literal["queued", "running", "retrying", "succeeded", "failed"]
@@ -26,7 +28,8 @@ CREATE TABLE IF NOT EXISTS invocations (
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, started_at);
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, function TEXT NOT NULL,
-    request_id TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);
+    request_id TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL,
+    trace_id TEXT NOT NULL DEFAULT '', extra TEXT);
 CREATE INDEX IF NOT EXISTS logs_by_function ON logs (function, seq);
 CREATE INDEX IF NOT EXISTS logs_by_request ON logs (request_id);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -43,6 +46,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer TEXT NOT NULL, partition TEXT NOT NULL, position INTEGER NOT NULL,
     updated_at REAL NOT NULL, PRIMARY KEY (consumer, partition));
+CREATE TABLE IF NOT EXISTS runtime_settings (
+    target TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, replaced TEXT NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (target, field));
+CREATE TABLE IF NOT EXISTS last_deployment (
+    id INTEGER PRIMARY KEY CHECK (id = 1), spec TEXT NOT NULL, applied_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS usage (
+    span INTEGER NOT NULL, start INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+    metric TEXT NOT NULL, quantity REAL NOT NULL,
+    PRIMARY KEY (span, start, kind, name, metric)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_by_start ON usage (start);
+CREATE TABLE IF NOT EXISTS budget_alerts (
+    budget TEXT NOT NULL, period_start REAL NOT NULL, amount REAL NOT NULL, spent REAL NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (budget, period_start, amount));
 """
 MIGRATIONS = [
     # 1: dead letters and jobs of every trigger, not only of asynchronous invocations
@@ -50,6 +66,9 @@ MIGRATIONS = [
     "ALTER TABLE dead_letters ADD COLUMN source TEXT NOT NULL DEFAULT 'async';",
     # 2: the trace context of what caused an asynchronous invocation
     "ALTER TABLE jobs ADD COLUMN traceparent TEXT;",
+    # 3: structured logs: the trace of the invocation, and the fields given with `extra=`
+    "ALTER TABLE logs ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE logs ADD COLUMN extra TEXT;",
 ]
 
 
@@ -76,6 +95,10 @@ class LogEntry(msgspec.Struct, kw_only=True):
     request_id: str
     level: str
     message: str
+    trace_id: str = ""
+    """The trace of the invocation that logged it (empty outside of one)."""
+    extra: dict[str, Any] = {}
+    """The fields a `logging` call gave with `extra=`."""
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -119,7 +142,9 @@ def _error_from(text: str | None) -> ErrorInfo | None:
 
 
 INSERT_INVOCATIONS = "INSERT OR REPLACE INTO invocations VALUES"
-INSERT_LOGS = "INSERT INTO logs (time, function, request_id, level, message) VALUES"
+INSERT_LOGS = (
+    "INSERT INTO logs (time, function, request_id, level, message, trace_id, extra) VALUES"
+)
 FLUSH_DELAY = 0.05  # seconds records and logs gather on the loop before one batched write
 
 
@@ -166,9 +191,11 @@ class Store:
         self._schedule_flush()
 
     def add_log(
-        self, time: float, function: str, request_id: str, level: str, message: str
-    ) -> None:
-        self._logs.append((time, function, request_id, level, message))
+        self, time: float, function: str, request_id: str, level: str, message: str,
+        trace_id: str = "", extra: str | None = None,
+    ) -> None:  # fmt: skip
+        """`extra`: a JSON object of the fields given with the log call, or None."""
+        self._logs.append((time, function, request_id, level, message, trace_id, extra))
         self._schedule_flush()
 
     async def invocations(
@@ -181,16 +208,15 @@ class Store:
         )
         return [_invocation(row) for row in rows]
 
-    async def logs(
-        self, function: str | None, request_id: str | None, after: int, limit: int
-    ) -> list[LogEntry]:
+    async def logs(self, query: LogQuery, after: int, limit: int) -> list[LogEntry]:
+        """The latest `limit` lines after `after` that `query` wants, oldest first."""
         await self._caught_up()
-        where, params = _filters(function=function, request_id=request_id)
-        where = f"{where} {'AND' if where else 'WHERE'} seq > ?"
+        conditions, params = query.where()
+        where = " AND ".join([*conditions, "seq > ?"])
         rows = await self.db.read(
-            f"SELECT * FROM logs {where} ORDER BY seq DESC LIMIT ?", (*params, after, limit)
+            f"SELECT * FROM logs WHERE {where} ORDER BY seq DESC LIMIT ?", (*params, after, limit)
         )
-        return [LogEntry(**dict(row)) for row in reversed(rows)]
+        return [_log_entry(row) for row in reversed(rows)]
 
     # async jobs: acceptance waits for the commit
     async def put_job(self, job: Job, *, durable: bool) -> None:
@@ -257,6 +283,11 @@ class Store:
         rows = await self.db.read("SELECT * FROM dead_letters WHERE id = ?", (letter_id,))
         return _dead_letter(rows[0]) if rows else None
 
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """How many dead letters each function has (for the DLQ-depth metric)."""
+        rows = await self.db.read("SELECT function, count(*) FROM dead_letters GROUP BY function")
+        return {function: count for function, count in rows}
+
     async def redrive_dead_letter(self, letter_id: str, job_id: str, now: float) -> bool:
         """Turn the dead letter into a new queued job, atomically: False if it is gone (another
         re-drive took it), and a crash can neither lose it nor keep both."""
@@ -299,6 +330,12 @@ def _invocation(row: sqlite3.Row) -> InvocationRecord:
     fields["cold_start"] = bool(fields["cold_start"])
     fields["error"] = _error_from(fields["error"])
     return InvocationRecord(**fields)
+
+
+def _log_entry(row: sqlite3.Row) -> LogEntry:
+    fields = dict(row)
+    fields["extra"] = msgspec.json.decode(fields["extra"]) if fields["extra"] else {}
+    return LogEntry(**fields)
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -55,7 +55,7 @@ class Bucket:
         metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Store `data`: bytes as they are, str as UTF-8, anything else as JSON."""
-        body, content_type = _body(key, data, content_type)
+        body, content_type = object_body(key, data, content_type)
         if len(body) <= CHUNK:
             op = PutObject(
                 key=key, data=body, content_type=content_type, metadata=dict(metadata or {})
@@ -98,8 +98,8 @@ class Bucket:
         """Store a file (a path or a binary file object) read and sent in chunks."""
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as file:
-                return self._upload(key, _file_chunks(file), content_type, metadata)
-        return self._upload(key, _file_chunks(source), content_type, metadata)
+                return self._upload(key, file_chunks(file), content_type, metadata)
+        return self._upload(key, file_chunks(source), content_type, metadata)
 
     def download_file(self, key: str, path: str | os.PathLike[str]) -> ObjectInfo:
         """Write the object to `path` chunk by chunk as they arrive; removed on failure."""
@@ -148,7 +148,7 @@ class Bucket:
         return client.call(self.name, op, result)
 
 
-def _body(key: str, data: Any, content_type: str | None) -> tuple[bytes, str | None]:
+def object_body(key: str, data: Any, content_type: str | None) -> tuple[bytes, str | None]:
     """The bytes to store and their content type (None: the platform guesses from the key)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data), content_type
@@ -163,6 +163,6 @@ def _text_type(key: str) -> str:
     return "text/plain; charset=utf-8" if guessed == DEFAULT_CONTENT_TYPE else guessed
 
 
-def _file_chunks(file: IO[bytes]) -> Iterator[bytes]:
+def file_chunks(file: IO[bytes]) -> Iterator[bytes]:
     while chunk := file.read(CHUNK):
         yield chunk

@@ -35,7 +35,7 @@ class _Connection:
         request_id = "" if self._current_request is None else self._current_request.get()
         holder = None if self._current_trace is None else self._current_trace.get()
         trace = None if holder is None else holder.get()
-        op = _traced(op, trace)  # here, in the instance: the controller's core has less to do
+        op = traced(op, trace)  # here, in the instance: the controller's core has less to do
         frame = ServiceCall(next(self._ids), request_id, resource, _encoder.encode(op), trace)
         with self._lock:
             self._sock.sendall(pack(frame))
@@ -70,17 +70,19 @@ def call(resource: str, op: msgspec.Struct, result: type[T]) -> T:
     return msgspec.msgpack.decode(connection.call(resource, op), type=result)
 
 
-def _traced(op: Op, traceparent: str | None) -> Op:
+def traced(op: Op, traceparent: str | None, *, replacing: str | None = None) -> Op:
     """The operation with the caller's trace context on what it writes (on the operation, or
-    on each entry of a batch), unless the caller set one itself."""
+    on each entry of a batch), unless the caller set one itself. With `replacing`, a context
+    equal to it is replaced too: the controller moves what the handler's span writes to the
+    span of the service call that writes it."""
     if traceparent is None:
         return op
-    if getattr(op, "traceparent", "") is None:
+    if getattr(op, "traceparent", "") in (None, replacing):
         op = msgspec.structs.replace(op, traceparent=traceparent)
     entries = getattr(op, "entries", None)
     if isinstance(entries, list | tuple) and all(
         isinstance(entry, msgspec.Struct) for entry in entries
     ):
-        traced = [_traced(entry, traceparent) for entry in entries]
-        op = msgspec.structs.replace(op, entries=type(entries)(traced))
+        stamped = [traced(entry, traceparent, replacing=replacing) for entry in entries]
+        op = msgspec.structs.replace(op, entries=type(entries)(stamped))
     return op

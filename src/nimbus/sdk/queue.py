@@ -22,13 +22,18 @@ from nimbus.services.queue import (
 )
 
 
-def _text(body: object) -> str:
+def body_text(body: object) -> str:
     """str as it is, bytes as UTF-8 text, anything else as JSON."""
     if isinstance(body, str):
         return body
     if isinstance(body, bytes | bytearray | memoryview):
         return bytes(body).decode()
     return msgspec.json.encode(body).decode()
+
+
+def send_entries(messages: Iterable[object]) -> list[SendEntry]:
+    """A batch to send: SendEntry objects as they are, anything else as a body."""
+    return [m if isinstance(m, SendEntry) else SendEntry(body=body_text(m)) for m in messages]
 
 
 class Queue:
@@ -48,7 +53,7 @@ class Queue:
     ) -> str:
         """Send one message (committed on return); returns its id. FIFO queues need a group."""
         op = Send(
-            body=_text(body), delay=delay, attributes=dict(attributes or {}), group=group,
+            body=body_text(body), delay=delay, attributes=dict(attributes or {}), group=group,
             dedup_id=dedup_id,
         )  # fmt: skip
         return call(self.name, op, SendResult).id
@@ -56,8 +61,7 @@ class Queue:
     def send_batch(self, messages: Iterable[object]) -> SendBatchResult:
         """Send bodies (or SendEntry objects) together; an invalid one fails alone: see
         `.failed`, and `.sent` (None where an entry failed)."""
-        entries = [m if isinstance(m, SendEntry) else SendEntry(body=_text(m)) for m in messages]
-        return call(self.name, SendBatch(entries=entries), SendBatchResult)
+        return call(self.name, SendBatch(entries=send_entries(messages)), SendBatchResult)
 
     def receive(
         self, max_messages: int = 1, *, visibility_timeout: float | None = None, wait: float = 0

@@ -28,7 +28,7 @@ class Topic:
         JSON value (bytes are sent as UTF-8 text); `attributes` are strings that subscription
         patterns can match without parsing the payload."""
         op = Publish(
-            data=_json_value(data),
+            data=json_value(data),
             type=type,
             source=source,
             subject=subject,
@@ -39,12 +39,17 @@ class Topic:
     def publish_batch(self, entries: Iterable[PublishEntry | Any]) -> list[PublishResult]:
         """Publish up to 10 events at once; one result per entry, in order, each with the event's
         id or the error that kept that entry out. A plain value is an entry with that data."""
-        batch = tuple(
-            entry if isinstance(entry, PublishEntry) else PublishEntry(data=_json_value(entry))
-            for entry in entries
-        )
-        return call(self.name, PublishBatch(entries=batch), list[PublishResult])
+        batch = PublishBatch(entries=publish_entries(entries))
+        return call(self.name, batch, list[PublishResult])
 
 
-def _json_value(data: Any) -> Any:
+def publish_entries(entries: Iterable[PublishEntry | Any]) -> tuple[PublishEntry, ...]:
+    """A batch to publish: PublishEntry objects as they are, anything else as an event's data."""
+    return tuple(
+        entry if isinstance(entry, PublishEntry) else PublishEntry(data=json_value(entry))
+        for entry in entries
+    )
+
+
+def json_value(data: Any) -> Any:
     return bytes(data).decode() if isinstance(data, bytes | bytearray | memoryview) else data

@@ -10,6 +10,7 @@ from nimbus.services.schedule import Schedules
 from nimbus.services.stream import Streams
 from nimbus.services.table import Tables
 from nimbus.services.topic import Topics
+from nimbus.services.websockets import Connections
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +21,10 @@ class ServiceSet:
     tables: Tables
     buckets: Buckets
     schedules: Schedules
+    websockets: Connections
 
     async def close(self) -> None:
         for service in (self.queues, self.topics, self.streams, self.tables, self.buckets):
             await service.close()
         await self.schedules.close()
+        await self.websockets.close()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -120,6 +120,17 @@ class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
     group: str | None = None
     dedup_id: str | None = None
     traceparent: str | None = None
+    last_error: str | None = None
+
+
+class QueueDeadLettered(msgspec.Struct, kw_only=True, frozen=True):
+    """A message the queue moved after `max_receives`, reported once the move is committed."""
+
+    queue: str
+    target: str | None
+    """Its dead-letter queue; None: the queue's own dead-letter area."""
+    id: str
+    receive_count: int
     last_error: str | None = None
 
 
@@ -216,6 +227,10 @@ class Queues(Protocol):
     async def sweep(self, now: float) -> int:
         """Remove messages and dead letters past retention and expired dedup ids; returns how
         many messages and dead letters went."""
+
+    def on_dead_letter(self, listener: Callable[[QueueDeadLettered], None]) -> None:
+        """Call `listener` (which must not block) for each message moved after `max_receives`,
+        after the move is committed; the platform turns these into platform events."""
 
 
 # Backend-neutral rules every backend applies the same way.

@@ -11,12 +11,16 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nimbus.errors import SpecError
 from nimbus.sdk.bucket import Bucket
+from nimbus.sdk.mqtt import Mqtt
 from nimbus.sdk.queue import Queue
 from nimbus.sdk.stream import Stream
 from nimbus.sdk.table import Table
 from nimbus.sdk.topic import Topic
+from nimbus.sdk.websocket import WebSocket
+from nimbus.spec.budgets import Budget
 from nimbus.spec.errors import describe
 from nimbus.spec.model import AppSpec, FailurePolicy, FunctionSpec, GatewaySpec, Style, Trigger
+from nimbus.spec.mqtt import MqttBrokerSpec
 from nimbus.spec.resources import (
     BucketEvent,
     BucketSpec,
@@ -29,6 +33,9 @@ from nimbus.spec.resources import (
     TableSpec,
     TopicSpec,
 )
+from nimbus.spec.system import check_not_reserved
+from nimbus.spec.webhooks import Algorithm, Completion, Encoding, Provider, WebhookTrigger
+from nimbus.spec.websockets import CONNECT, DEFAULT, DISCONNECT, WebSocketSpec
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 _trigger_adapter: TypeAdapter[Trigger] = TypeAdapter(Trigger)
@@ -58,6 +65,25 @@ class FunctionOptions(TypedDict, total=False):
     failure: FailurePolicy
     style: Style
     uses: Sequence[ResourceRef]
+    owner: str
+    tags: Mapping[str, str]
+    budget: Budget
+
+
+class WebhookOptions(FunctionOptions, total=False):
+    """A webhook's settings (see `WebhookTrigger`) besides its function's."""
+
+    tolerance: float
+    header: str
+    algorithm: Algorithm
+    encoding: Encoding
+    prefix: str
+    timestamp_header: str | None
+    id_header: str | None
+    signed: str
+    completion: Completion
+    callback: str | None
+    retention: float
 
 
 @dataclass
@@ -81,9 +107,12 @@ class App:
     Decorators return the handler unchanged, so it stays an ordinary callable in tests.
     """
 
-    def __init__(self, name: str, *, max_body_bytes: int | None = None) -> None:
+    def __init__(
+        self, name: str, *, max_body_bytes: int | None = None, budget: Budget | None = None
+    ) -> None:
         self.name = name
         self._gateway = {} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}
+        self._budget = budget
         self._registry: dict[str, _Registration] = {}
         self._resources: dict[str, BaseModel] = {}
 
@@ -123,6 +152,18 @@ class App:
         """Declare an object store bucket."""
         self._declare(BucketSpec, name, options)
         return Bucket(name)
+
+    def mqtt(self, name: str, *, url: str, **options: Any) -> Mqtt:
+        """Declare an MQTT broker (`mqtt://host:port` or `mqtts://...`; credentials by the
+        names of environment variables: `username_env`, `password_env`; see `MqttBrokerSpec`)."""
+        self._declare(MqttBrokerSpec, name, {"url": url, **options})
+        return Mqtt(name)
+
+    def websocket(self, name: str, *, path: str, **options: Any) -> WebSocket:
+        """Declare a WebSocket API that clients connect to at `path`; a message's
+        `route_key` field (default `action`) picks its route (options: see `WebSocketSpec`)."""
+        self._declare(WebSocketSpec, name, {"path": path, **options})
+        return WebSocket(name)
 
     def function(
         self, *, name: str | None = None, **options: Unpack[FunctionOptions]
@@ -214,6 +255,24 @@ class App:
         trigger |= {"prefix": prefix, "suffix": suffix}
         return self._register(name, options, trigger)
 
+    def on_webhook(
+        self,
+        path: str,
+        *,
+        verify: Provider,
+        secret: str | Sequence[str],
+        name: str | None = None,
+        **options: Unpack[WebhookOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on each verified delivery POSTed to `path` (answered 202 with a
+        status URL); `secret` names the platform's environment variable(s) holding the
+        signing secret(s). See `WebhookTrigger` for the other settings."""
+        settings = {k: v for k, v in options.items() if k in WebhookTrigger.model_fields}
+        rest = {k: v for k, v in options.items() if k not in settings}
+        secrets = secret if isinstance(secret, str) else tuple(secret)
+        trigger = {"type": "webhook", "path": path, "verify": verify, "secret": secrets}
+        return self._register(name, rest, trigger | settings)
+
     def on_schedule(
         self,
         expression: str,
@@ -227,6 +286,46 @@ class App:
         """Run the function on a `cron(...)`, five-field cron or `rate(...)` schedule."""
         trigger = {"type": "schedule", "expression": expression, "timezone": timezone}
         trigger |= {"missed": missed, "payload": payload}
+        return self._register(name, options, trigger)
+
+    def on_mqtt(
+        self,
+        broker: ResourceRef,
+        topic: str,
+        *,
+        qos: int = 1,
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on each message the broker delivers for the topic filter `topic`
+        (`+` matches one level, `#` every level below)."""
+        trigger = {"type": "mqtt", "broker": _name(broker), "topic": topic, "qos": qos}
+        return self._register(name, options, trigger)
+
+    def on_connect(
+        self, websocket: ResourceRef, *, name: str | None = None, **options: Unpack[FunctionOptions]
+    ) -> Callable[[Handler], Handler]:
+        """Run the function while a client's handshake waits: an error, or a `Response` with
+        a status of 300 or more, refuses the connection (API Gateway's `$connect`)."""
+        return self.on_message(websocket, CONNECT, name=name, **options)
+
+    def on_disconnect(
+        self, websocket: ResourceRef, *, name: str | None = None, **options: Unpack[FunctionOptions]
+    ) -> Callable[[Handler], Handler]:
+        """Run the function after a connection is gone, whoever closed it (`$disconnect`)."""
+        return self.on_message(websocket, DISCONNECT, name=name, **options)
+
+    def on_message(
+        self,
+        websocket: ResourceRef,
+        route: str = DEFAULT,
+        *,
+        name: str | None = None,
+        **options: Unpack[FunctionOptions],
+    ) -> Callable[[Handler], Handler]:
+        """Run the function on each message whose route key is `route` (`$default`: messages
+        no other route takes); what it returns is sent back to the sender."""
+        trigger = {"type": "websocket", "websocket": _name(websocket), "route": route}
         return self._register(name, options, trigger)
 
     def spec(self, root: str) -> AppSpec:
@@ -245,6 +344,9 @@ class App:
                 streams=kinds.get(StreamSpec, {}),
                 tables=kinds.get(TableSpec, {}),
                 buckets=kinds.get(BucketSpec, {}),
+                websockets=kinds.get(WebSocketSpec, {}),
+                mqtt=kinds.get(MqttBrokerSpec, {}),
+                budget=self._budget,
             )
         except ValidationError as error:
             raise SpecError(describe(error, lambda loc: f"app {self.name!r}")) from None
@@ -254,6 +356,10 @@ class App:
         where = _caller()
         if name in self._resources:
             raise SpecError(f"{where}: a resource named {name!r} is declared twice")
+        try:
+            check_not_reserved(name, "resource")
+        except ValueError as error:
+            raise SpecError(f"{where}: {error}") from None
         try:
             self._resources[name] = model.model_validate({"name": name, **options})
         except ValidationError as error:

@@ -28,7 +28,10 @@ def load_manifest(path: Path) -> AppSpec:
         raise SpecError(f"{path}:1: the manifest must be a mapping with 'name' and 'functions'")
     for key in [k for k in data if isinstance(k, str) and k.startswith(EXTENSION_PREFIX)]:
         del data[key]  # extension fields hold shared settings for anchors, as in docker compose
-    for section in ("functions", "queues", "topics", "streams", "tables", "buckets"):
+    sections = (
+        "functions", "queues", "topics", "streams", "tables", "buckets", "websockets", "mqtt",
+    )  # fmt: skip
+    for section in sections:
         declared = data.get(section)
         if isinstance(declared, dict):
             for name, entry in declared.items():

@@ -7,7 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from nimbus.spec import paths
 from nimbus.spec.base import NAME, Model
+from nimbus.spec.budgets import Budget
+from nimbus.spec.metadata import Owner, Tags
+from nimbus.spec.mqtt import MqttBrokerSpec, MqttTrigger
 from nimbus.spec.resources import (
     BucketSpec,
     BucketTrigger,
@@ -21,12 +25,14 @@ from nimbus.spec.resources import (
     TopicSpec,
     TopicTrigger,
 )
+from nimbus.spec.system import PLATFORM_CONTROL, PLATFORM_EVENTS, check_not_reserved
+from nimbus.spec.webhooks import WebhookTrigger
+from nimbus.spec.websockets import WebSocketSpec, WebSocketTrigger
 
 HANDLER = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PATH_PARAM = re.compile(r"\{([^{}]*)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_PREFIX = "/_nimbus"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -47,8 +53,7 @@ class HttpTrigger(Model):
     def _check_path(cls, path: str) -> str:
         if not path.startswith("/"):
             raise ValueError("must start with '/'")
-        if path == RESERVED_PREFIX or path.startswith(RESERVED_PREFIX + "/"):
-            raise ValueError(f"{RESERVED_PREFIX} is reserved for the platform's API")
+        paths.check_not_reserved(path)
         names = PATH_PARAM.findall(path)
         for name in names:
             if not IDENTIFIER.match(name):
@@ -69,7 +74,10 @@ class HttpTrigger(Model):
 
 
 EventTrigger = QueueTrigger | TopicTrigger | StreamTrigger | TableTrigger | BucketTrigger
-TRIGGER_TYPES = ("http", "queue", "topic", "stream", "table", "bucket", "schedule")
+TRIGGER_TYPES = (
+    "http", "queue", "topic", "stream", "table", "bucket", "schedule", "websocket", "webhook",
+    "mqtt",
+)  # fmt: skip
 
 
 def _trigger_type(value: Any) -> str | None:
@@ -87,7 +95,10 @@ Trigger = Annotated[
     | Annotated[StreamTrigger, Tag("stream")]
     | Annotated[TableTrigger, Tag("table")]
     | Annotated[BucketTrigger, Tag("bucket")]
-    | Annotated[ScheduleTrigger, Tag("schedule")],
+    | Annotated[ScheduleTrigger, Tag("schedule")]
+    | Annotated[WebSocketTrigger, Tag("websocket")]
+    | Annotated[WebhookTrigger, Tag("webhook")]
+    | Annotated[MqttTrigger, Tag("mqtt")],
     Discriminator(
         _trigger_type,
         custom_error_type="trigger_type",
@@ -129,6 +140,9 @@ class FunctionSpec(Model):
     uses: tuple[str, ...] = Field((), description="resources the function's code may call")
     triggers: tuple[Trigger, ...] = ()
     failure: FailurePolicy = FailurePolicy()
+    owner: Owner = None
+    tags: Tags = {}
+    budget: Budget | None = None
 
     @field_validator("uses")
     @classmethod
@@ -175,12 +189,17 @@ class AppSpec(Model):
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     tables: dict[str, TableSpec] = Field(default_factory=dict)
     buckets: dict[str, BucketSpec] = Field(default_factory=dict)
+    websockets: dict[str, WebSocketSpec] = Field(default_factory=dict)
+    mqtt: dict[str, MqttBrokerSpec] = Field(default_factory=dict, description="brokers")
+    budget: Budget | None = Field(None, description="the whole app's: functions and resources")
 
     def resources(self) -> dict[str, Resource]:
         """Every declared resource by name (names are unique across kinds)."""
         found: dict[str, Resource] = {}
         for kind in (self.queues, self.topics, self.streams, self.tables, self.buckets):
             found.update(kind)
+        found.update(self.websockets)
+        found.update(self.mqtt)
         return found
 
     @model_validator(mode="after")
@@ -199,12 +218,25 @@ class AppSpec(Model):
                         f"(functions {other!r} and {function.name!r})"
                     )
                 routes[trigger.route_key()] = function.name
+        paths.check_gateway_paths(self._gateway_claims())
         return self
+
+    def _gateway_claims(self) -> list[paths.Claim]:
+        claims = [paths.websocket_api(api.path, api.name) for api in self.websockets.values()]
+        for function in self.functions.values():
+            for trigger in function.triggers:
+                if isinstance(trigger, HttpTrigger):
+                    claims.append(paths.http_route(trigger.path, trigger.method, function.name))
+                elif isinstance(trigger, WebhookTrigger):
+                    claims.append(paths.webhook(trigger.path, function.name))
+        return claims
 
     def _check_resources(self) -> None:
         seen: dict[str, str] = {}
         kinds = {"queue": self.queues, "topic": self.topics, "stream": self.streams}
         kinds |= {"table": self.tables, "bucket": self.buckets}
+        kinds |= {"websocket": self.websockets}
+        kinds |= {"mqtt broker": self.mqtt}
         for kind, declared in kinds.items():
             assert isinstance(declared, dict)
             for key, resource in declared.items():
@@ -214,9 +246,11 @@ class AppSpec(Model):
                     raise ValueError(f"{seen[key]} and {kind} are both named {key!r}")
                 if key in self.functions:
                     raise ValueError(f"a function and a {kind} are both named {key!r}")
+                check_not_reserved(key, kind)
                 seen[key] = kind
         self._check_dead_letter_queues()
         self._check_subscriptions()
+        self._check_websocket_routes()
 
     def _check_dead_letter_queues(self) -> None:
         for queue in self.queues.values():
@@ -244,19 +278,44 @@ class AppSpec(Model):
                         "is not declared"
                     )
 
+    def _check_websocket_routes(self) -> None:
+        """One function per route of an API (as API Gateway's routes)."""
+        routes: dict[tuple[str, str], str] = {}
+        for function in self.functions.values():
+            for trigger in function.triggers:
+                if not isinstance(trigger, WebSocketTrigger):
+                    continue
+                key = (trigger.websocket, trigger.route)
+                if key in routes:
+                    raise ValueError(
+                        f"websocket {trigger.websocket!r}: route {trigger.route!r} is handled "
+                        f"twice (functions {routes[key]!r} and {function.name!r})"
+                    )
+                routes[key] = function.name
+
     def _check_references(self, function: FunctionSpec) -> None:
         resources = self.resources()
         where = f"function {function.name!r}"
+        check_not_reserved(function.name, "function")
         for name in function.uses:
-            if name not in resources:
+            if name == PLATFORM_EVENTS:
+                raise ValueError(
+                    f"{where}: uses {name!r}: only the platform publishes platform events; "
+                    "subscribe to them with a topic trigger instead"
+                )
+            if name not in resources and name != PLATFORM_CONTROL:
                 raise ValueError(f"{where}: uses {name!r}, which is not a declared resource")
         kinds: dict[type[Model], dict[str, Any]] = {
             QueueTrigger: self.queues, TopicTrigger: self.topics, StreamTrigger: self.streams,
             TableTrigger: self.tables, BucketTrigger: self.buckets,
+            WebSocketTrigger: self.websockets,
+            MqttTrigger: self.mqtt,
         }  # fmt: skip
         for trigger in function.triggers:
-            if isinstance(trigger, HttpTrigger | ScheduleTrigger):
+            if isinstance(trigger, HttpTrigger | ScheduleTrigger | WebhookTrigger):
                 continue
+            if isinstance(trigger, TopicTrigger) and trigger.topic == PLATFORM_EVENTS:
+                continue  # the system event bus exists in every app
             if trigger.source not in kinds[type(trigger)]:
                 raise ValueError(
                     f"{where}: its {trigger.type} trigger names {trigger.source!r}, "
@@ -269,4 +328,6 @@ class AppSpec(Model):
                 )
 
 
-Resource = QueueSpec | TopicSpec | StreamSpec | TableSpec | BucketSpec
+Resource = (
+    QueueSpec | TopicSpec | StreamSpec | TableSpec | BucketSpec | WebSocketSpec | MqttBrokerSpec
+)

@@ -43,6 +43,7 @@ class Plan(BaseModel):
 
 RESOURCE_KINDS = {"queues": "queue", "topics": "topic", "streams": "stream"}
 RESOURCE_KINDS |= {"tables": "table", "buckets": "bucket"}
+RESOURCE_KINDS |= {"mqtt": "mqtt"}
 
 
 def make_plan(current: AppSpec | None, desired: AppSpec) -> Plan:

@@ -15,6 +15,7 @@ from nimbus.errors import InvalidRequest
 from nimbus.services.patterns import compile_pattern
 from nimbus.services.schedule import parse
 from nimbus.spec.base import NAME, NAME_RE, Model
+from nimbus.spec.metadata import Owner, Tags
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -34,6 +35,8 @@ class QueueSpec(Model):
     dead_letter: str | None = Field(None, pattern=NAME, description="queue for failed messages")
     dedup_window: float = Field(300.0, ge=1, le=DAY, description="FIFO deduplication, s")
     content_dedup: bool = Field(False, description="FIFO: the body's hash is the dedup id")
+    owner: Owner = None
+    tags: Tags = {}
 
     @model_validator(mode="after")
     def _check(self) -> QueueSpec:
@@ -72,6 +75,8 @@ class TopicSpec(Model):
     name: str = Field(pattern=NAME)
     max_message_bytes: int = Field(256 * KIB, ge=1, le=MIB)
     subscriptions: tuple[QueueSubscription, ...] = ()
+    owner: Owner = None
+    tags: Tags = {}
 
 
 class StreamSpec(Model):
@@ -81,6 +86,8 @@ class StreamSpec(Model):
     partitions: int = Field(4, ge=1, le=256)
     retention: float = Field(DAY, ge=60, le=365 * DAY, description="s")
     max_record_bytes: int = Field(MIB, ge=1, le=10 * MIB)
+    owner: Owner = None
+    tags: Tags = {}
 
 
 class IndexSpec(Model):
@@ -98,6 +105,8 @@ class TableSpec(Model):
     ttl: str | None = Field(None, min_length=1, max_length=255, description="expiry attribute")
     max_item_bytes: int = Field(400 * KIB, ge=1, le=16 * MIB)
     change_retention: float = Field(DAY, ge=60, le=365 * DAY, description="change feed, s")
+    owner: Owner = None
+    tags: Tags = {}
 
     @field_validator("indexes")
     @classmethod
@@ -113,6 +122,8 @@ class BucketSpec(Model):
 
     name: str = Field(pattern=NAME)
     max_object_bytes: int = Field(5 * 1024 * MIB, ge=1)
+    owner: Owner = None
+    tags: Tags = {}
 
 
 # Triggers of asynchronous sources. `source` names the resource; `type` tells them apart.

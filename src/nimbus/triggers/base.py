@@ -20,6 +20,7 @@ from nimbus.compute.failures import FailureRouter
 from nimbus.compute.invoker import Invoker
 from nimbus.events.outcome import reported_failures
 from nimbus.ops.logs import LogSink
+from nimbus.ops.platform_events import PlatformEvents
 from nimbus.ops.store import Store
 from nimbus.services.catalog import ServiceSet
 from nimbus.spec.model import AppSpec, EventTrigger, FailurePolicy, FunctionSpec, Style
@@ -45,6 +46,7 @@ class Platform:
     logs: LogSink
     failures: FailureRouter
     spec: Callable[[], AppSpec | None]
+    events: PlatformEvents | None = None
 
 
 class TriggerRunner(ABC):
@@ -98,6 +100,11 @@ class TriggerRunner(ABC):
         `position` of its source: the same after a crash, so handing it on twice (the cursor
         had not moved yet) runs it once."""
         return hashlib.sha256(f"{self.consumer}@{position!r}".encode()).hexdigest()[:32]
+
+    async def prepare(self) -> None:
+        """Runs before `start`, while the spec is applied: what must be in place before the
+        deploy returns (a subscription's cursor, so that it sees what is published next)."""
+        return  # most triggers need nothing
 
     @abstractmethod
     async def run(self) -> None:

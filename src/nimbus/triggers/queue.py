@@ -99,6 +99,8 @@ class QueuePoller(TriggerRunner):
         fifo = self._fifo
         while True:
             messages = await self._collect(claim, self._visibility(per_lane))
+            if (meter := self.platform.invoker.usage) is not None:
+                meter.received(self.trigger.queue, len(messages))
             if fifo:  # one batch: split over two lanes, a group could run out of order
                 ready = [messages] if messages else []
             else:

@@ -42,6 +42,10 @@ class ScheduleTicker(TriggerRunner):
                     f"while the platform was down and are given up (missed={trigger.missed})",
                     "WARNING",
                 )
+                if self.platform.events is not None:
+                    self.platform.events.schedule_missed(
+                        self.function, trigger, due.left_out, state.last_fired
+                    )
             for tick in due.fire:
                 await self._fire(tick)
             if due.left_out and trigger.missed == "all":

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from nimbus.errors import Conflict
 from nimbus.spec.model import AppSpec, FunctionSpec, HttpTrigger, Trigger
+from nimbus.spec.mqtt import MqttTrigger
 from nimbus.spec.resources import (
     BucketTrigger,
     QueueSpec,
@@ -24,6 +25,8 @@ from nimbus.spec.resources import (
     TableTrigger,
     TopicTrigger,
 )
+from nimbus.spec.webhooks import WebhookTrigger
+from nimbus.spec.websockets import WebSocketTrigger
 from nimbus.triggers.base import Platform, TriggerRunner
 from nimbus.triggers.bucket import BucketSubscriber
 from nimbus.triggers.fanout import QueueForwarder
@@ -60,6 +63,8 @@ class Triggers:
             await services.tables.create(table)
         for bucket in spec.buckets.values():
             await services.buckets.create(bucket)
+        for websocket in spec.websockets.values():
+            await services.websockets.create(websocket)
 
     async def reconcile(self, spec: AppSpec) -> None:
         desired = self._desired(spec)
@@ -68,8 +73,22 @@ class Triggers:
         for key, make in desired.items():
             if key not in self._runners:
                 runner = make()
+                if isinstance(runner, TriggerRunner):
+                    await self._prepare(runner)
                 self._runners[key] = runner
                 runner.start()
+
+    def running(self) -> list[TriggerRunner]:
+        """The functions' triggers running now (metrics read their cursors and schedules)."""
+        return [runner for runner in self._runners.values() if isinstance(runner, TriggerRunner)]
+
+    async def _prepare(self, runner: TriggerRunner) -> None:
+        """A runner whose preparation fails starts anyway: its supervised run retries."""
+        try:
+            await runner.prepare()
+        except Exception as error:
+            what = f"the {runner.trigger.label} trigger of {runner.name!r}"
+            self._platform.logs.platform(f"preparing {what} failed: {error!r}")
 
     async def stop(self, grace: float) -> None:
         runners = list(self._runners.values())
@@ -105,8 +124,10 @@ class Triggers:
         desired: dict[RunnerKey, _Factory] = {}
         for function in spec.functions.values():
             for trigger in function.triggers:
-                if isinstance(trigger, HttpTrigger):
-                    continue
+                if isinstance(trigger, HttpTrigger | WebhookTrigger | WebSocketTrigger):
+                    continue  # served by the gateway
+                if isinstance(trigger, MqttTrigger):
+                    continue  # delivered by the MQTT bridge (nimbus.edge.mqtt)
                 key = (function.model_dump_json(), trigger.model_dump_json())
                 desired[key] = _Factory(self._platform, function, trigger)
         for topic in spec.topics.values():

@@ -69,6 +69,9 @@ class TopicSubscriber(TriggerRunner, TopicFollower):
     def subscriber(self) -> str:
         return self.consumer
 
+    async def prepare(self) -> None:
+        await self.platform.services.topics.register(self.topic, self.subscriber)
+
     async def run(self) -> None:
         await self.follow()
 

@@ -15,6 +15,7 @@ def open_services(data_dir: Path, *, fsync: bool = False) -> ServiceSet:
     from nimbus.backends.embedded.stream import EmbeddedStreams
     from nimbus.backends.embedded.table import EmbeddedTables
     from nimbus.backends.embedded.topic import EmbeddedTopics
+    from nimbus.edge.connections import LocalConnections
 
     return ServiceSet(
         queues=EmbeddedQueues(data_dir, fsync=fsync),
@@ -23,4 +24,5 @@ def open_services(data_dir: Path, *, fsync: bool = False) -> ServiceSet:
         tables=EmbeddedTables(data_dir, fsync=fsync),
         buckets=EmbeddedBuckets(data_dir, fsync=fsync),
         schedules=EmbeddedSchedules(data_dir, fsync=fsync),
+        websockets=LocalConnections(),  # connections live where their sockets are
     )

@@ -48,6 +48,7 @@ from nimbus.services.queue import (
     DeleteBatchResult,
     EntryError,
     Message,
+    QueueDeadLettered,
     QueueStats,
     SendBatchResult,
     SendEntry,
@@ -243,6 +244,7 @@ class _Plan:
     max_receives: int | None
     take: list[sqlite3.Row] = field(default_factory=list)
     dead: list[int] = field(default_factory=list)
+    dead_rows: list[sqlite3.Row] = field(default_factory=list)
     expired: list[int] = field(default_factory=list)
 
     @property
@@ -262,6 +264,7 @@ class _Plan:
             return False
         elif self.max_receives is not None and row["receive_count"] >= self.max_receives:
             self.dead.append(row["seq"])
+            self.dead_rows.append(row)
         else:
             self.take.append(row)
         return True
@@ -289,6 +292,7 @@ class EmbeddedQueues:
         self._locks: dict[str, asyncio.Lock] = {}
         self._signals: dict[str, asyncio.Event] = {}
         self._closed = False
+        self._dead_letter_listeners: list[Callable[[QueueDeadLettered], None]] = []
 
     # Lifecycle
 
@@ -580,12 +584,27 @@ class EmbeddedQueues:
         counts = await self._db.transaction(steps)
         if target is not None:
             self._notify(target)
+        self._report_dead_letters(queue, target, plan.dead_rows)
         taken = plan.take
         if seqs and counts[-1] < len(seqs):  # some went meanwhile (deleted, released, purged)
             claimed = await self._db.read(CLAIMED.format(_marks(len(seqs))), [token, *seqs])
             still = {row["seq"] for row in claimed}
             taken = [row for row in taken if row["seq"] in still]
         return [_message(row, token, plan.now, queue.spec.fifo) for row in taken]
+
+    def on_dead_letter(self, listener: Callable[[QueueDeadLettered], None]) -> None:
+        self._dead_letter_listeners.append(listener)
+
+    def _report_dead_letters(
+        self, queue: _Queue, target: str | None, rows: list[sqlite3.Row]
+    ) -> None:
+        for row in rows:
+            moved = QueueDeadLettered(
+                queue=queue.spec.name, target=target, id=row["id"],
+                receive_count=row["receive_count"], last_error=row["last_error"],
+            )  # fmt: skip
+            for listener in self._dead_letter_listeners:
+                listener(moved)
 
     def _dead_letter(self, queue: _Queue, plan: _Plan, steps: list[Step]) -> str | None:
         """Add the steps moving the exhausted messages to the dead-letter queue, or to the

@@ -1,0 +1,129 @@
+// The invocation list (filtered by function and outcome) and one invocation's record, logs
+// and trace.
+
+import { ApiError, api, optional } from "./api.js";
+import { dateTime, el, fill, ms, table } from "./dom.js";
+
+const READ = 1000; // the latest records read to filter by outcome (the API's largest page)
+const SHOWN = 100;
+
+export async function renderInvocations(node, only, outcome, open) {
+  const query = new URLSearchParams({ limit: outcome ? READ : SHOWN });
+  if (only) query.set("function", only);
+  const records = await api(`/invocations?${query}`);
+  const shown = records.filter((r) => !outcome || r.outcome === outcome).slice(0, SHOWN);
+  fill(node, table(
+    ["Started", "Function", "Trigger", "Outcome", "Duration", "Cold", "Request id"],
+    shown,
+    (r) => el("tr", { class: `outcome-${r.outcome}`, "data-id": r.id },
+      el("td", {}, dateTime(r.started_at)),
+      el("td", {}, r.function),
+      el("td", {}, r.trigger),
+      el("td", {}, el("span", { class: `badge ${r.outcome}` }, r.outcome),
+        r.error ? ` ${r.error.type}: ${r.error.message}` : ""),
+      el("td", { class: "num" }, ms(r.duration_ms)),
+      el("td", {}, r.cold_start ? "cold" : ""),
+      el("td", {}, el("button", { class: "link", onclick: () => open(r.id) }, r.id))),
+    outcome ? `No ${outcome} invocations among the latest ${READ}.` : "No invocations yet.",
+  ));
+}
+
+export async function renderDetail(node, id) {
+  const [record] = await api(`/invocations?id=${encodeURIComponent(id)}&limit=1`);
+  if (!record) {
+    fill(node, el("p", { class: "empty" }, `No invocation ${id}.`));
+    return;
+  }
+  const logs = await api(`/logs?request_id=${encodeURIComponent(id)}&limit=1000`);
+  const facts = [
+    ["Function", record.function], ["Trigger", record.trigger],
+    ["Started", dateTime(record.started_at)], ["Outcome", record.outcome],
+    ["Duration", ms(record.duration_ms)], ["Billed", `${record.billed_ms} ms`],
+    ["Memory", `${record.peak_memory_mb.toFixed(1)} of ${record.memory_mb} MB`],
+    ["Cold start", record.cold_start ? `yes (init ${ms(record.init_ms)})` : "no"],
+    ["Job", record.job_id || "–"],
+  ];
+  const error = record.error;
+  fill(node,
+    el("h3", {}, `Invocation ${record.id}`),
+    el("dl", { class: "facts" }, facts.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+    error ? el("section", { class: "error" }, el("h4", {}, "Error"),
+      el("pre", {}, [`${error.type}: ${error.message}`, ...(error.traceback || [])].join("\n")))
+      : null,
+    el("h4", {}, "Logs"),
+    logs.length
+      ? el("pre", { class: "logs" }, logs.map((line) =>
+        `${dateTime(line.time)} ${line.level.padEnd(7)} ${line.message}\n`).join(""))
+      : el("p", { class: "empty" }, "It logged nothing."),
+    el("h4", {}, "Trace"),
+    await traceOf(record));
+}
+
+const RECENT_TRACES = 100; // the function's latest traces searched for an invocation's
+const traceIds = new Map(); // invocation id -> its trace id, once found
+
+/** The invocation's trace as a tree of spans, when the platform keeps traces. */
+async function traceOf(record) {
+  const note = (text) => el("p", { class: "empty" }, text);
+  let traceId = traceIds.get(record.id);
+  try {
+    traceId = traceId || await findTrace(record);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      return note("Traces are not available on this platform.");
+    }
+    if (error instanceof ApiError && error.status === 409) return note(error.message); // off
+    throw error;
+  }
+  const trace = traceId && await optional(`/traces/${traceId}`);
+  if (!trace) return note("No trace of it is kept.");
+  traceIds.set(record.id, traceId);
+  return el("div", {}, el("p", { class: "muted" }, `trace ${traceId}`), spanTree(trace.spans));
+}
+
+/** The trace holding the invocation's span (`faas.invocation_id`, OpenTelemetry's FaaS
+ * convention): among the function's latest traces, those that overlap its run. */
+async function findTrace(record) {
+  const query = new URLSearchParams({ function: record.function, limit: RECENT_TRACES });
+  const traces = await api(`/traces?${query}`);
+  const end = record.started_at + (record.init_ms + record.duration_ms) / 1000;
+  const near = traces.filter((t) => t.start <= end + 1 && t.start + t.duration_ms / 1000
+    >= record.started_at - 1);
+  for (const candidate of near) {
+    const trace = await optional(`/traces/${candidate.trace_id}`);
+    if (trace && trace.spans.some((s) => (s.attributes || {})["faas.invocation_id"] === record.id)) {
+      return candidate.trace_id;
+    }
+  }
+  return null;
+}
+
+function spanTree(spans) {
+  const start = (s) => s.start;
+  const end = (s) => s.start + s.duration_ms / 1000;
+  const first = Math.min(...spans.map(start));
+  const length = Math.max(...spans.map(end)) - first || 1;
+  const ids = new Set(spans.map((s) => s.span_id));
+  const children = new Map();
+  for (const span of spans) {
+    const parent = ids.has(span.parent_id) ? span.parent_id : null;
+    children.set(parent, [...(children.get(parent) || []), span]);
+  }
+  const rows = [];
+  const walk = (parent, depth) => {
+    for (const span of (children.get(parent) || []).sort((a, b) => start(a) - start(b))) {
+      const bar = el("span", { class: "bar" });
+      bar.style.marginLeft = `${((start(span) - first) / length) * 100}%`;
+      bar.style.width = `${Math.max(((end(span) - start(span)) / length) * 100, 0.5)}%`;
+      const label = el("span", { class: "span-name", title: span.message || span.kind },
+        span.name, span.status === "error" ? " ✗" : "");
+      label.style.paddingLeft = `${depth * 1.2}em`;
+      rows.push(el("li", { class: span.status === "error" ? "span error" : "span" },
+        label, el("span", { class: "span-time" }, ms((end(span) - start(span)) * 1000)),
+        el("span", { class: "track" }, bar)));
+      walk(span.span_id, depth + 1);
+    }
+  };
+  walk(null, 0);
+  return el("ol", { class: "trace" }, rows);
+}

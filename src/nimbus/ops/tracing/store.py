@@ -1,0 +1,132 @@
+"""Traces kept locally, in the data folder's own `traces.db`, for `nimbus traces` and the
+dashboard: entries written in batches by the database's writer thread, bounded to the newest
+`keep` entries (invocations and service calls; the oldest are dropped first, after every
+batch), and expanded into spans when read.
+
+A trace's entries arrive over time (a queue hop later, a retry later), so traces are not
+stored as such: they are the entries that share a trace id, summed up when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from nimbus.ops.database import Database
+from nimbus.ops.tracing.expand import spans_of
+from nimbus.ops.tracing.spans import Entry, Span
+
+FILE = "traces.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL, trace_id TEXT NOT NULL,
+    function TEXT NOT NULL, entry BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS entries_by_trace ON entries (trace_key);
+"""
+# One small integer index, and no other: an index on the text id (or the function) would cost
+# the writer thread several times more per entry, on every invocation.
+INSERT = "INSERT INTO entries (trace_key, trace_id, function, entry) VALUES"
+PRUNE = "DELETE FROM entries WHERE seq <= (SELECT MAX(seq) FROM entries) - ?"
+PAGE = 1000  # entries read at a time, newest first, to find the latest traces
+MAX_SEQUENCE = 2**63 - 1  # SQLite's largest integer
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Entry] = msgspec.msgpack.Decoder(Entry)
+
+
+class TraceStore:
+    def __init__(self, data_dir: Path, *, keep: int, fsync: bool = False) -> None:
+        self.db = Database(data_dir / FILE, SCHEMA, fsync=fsync)
+        self._keep = keep
+
+    def export(self, entries: Sequence[Entry]) -> None:
+        rows = [(_key(e.trace_id), e.trace_id, e.function, _encoder.encode(e)) for e in entries]
+        self.db.submit_rows(INSERT, rows)
+        self.db.submit(PRUNE, (self._keep,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    async def recent(self, function: str | None, limit: int) -> list[dict[str, Any]]:
+        """Summaries of the `limit` traces seen last (that `function` took part in), the one
+        with the newest span first."""
+        ids: dict[str, None] = {}  # in the order found
+        before = MAX_SEQUENCE
+        where = "AND function = ?" if function else ""
+        while len(ids) < limit:
+            page = await self.db.read(
+                f"SELECT seq, trace_id FROM entries WHERE seq < ? {where} ORDER BY seq DESC "
+                "LIMIT ?",
+                (before, function, PAGE) if function else (before, PAGE),
+            )
+            for row in page:
+                ids.setdefault(row["trace_id"], None)
+            if len(page) < PAGE:
+                break
+            before = page[-1]["seq"]
+        found = await self._entries(list(ids)[:limit])
+        return [summary(trace_id, spans_of(entries)) for trace_id, entries in found.items()]
+
+    async def spans(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every span of the trace that is still kept, in the order they started."""
+        entries = (await self._entries([trace_id]))[trace_id]
+        spans = sorted(spans_of(entries), key=lambda span: span.start_ns)
+        return [span_json(span) for span in spans]
+
+    async def _entries(self, ids: list[str]) -> dict[str, list[Entry]]:
+        found: dict[str, list[Entry]] = {trace_id: [] for trace_id in ids}
+        if ids:
+            marks = ",".join("?" * len(ids))
+            rows = await self.db.read(
+                f"SELECT trace_id, entry FROM entries WHERE trace_key IN ({marks})",
+                [_key(trace_id) for trace_id in ids],
+            )
+            for row in rows:
+                if row["trace_id"] in found:
+                    found[row["trace_id"]].append(_decoder.decode(row["entry"]))
+        return found
+
+
+def _key(trace_id: str) -> int:
+    """The trace id's first 63 bits: what the index holds (a SQLite integer is signed)."""
+    return int(trace_id[:16], 16) >> 1
+
+
+def summary(trace_id: str, spans: Sequence[Span]) -> dict[str, Any]:
+    """One line of the trace list: its root (the first span whose parent is not kept here:
+    the trace may have started outside, or its oldest spans were dropped), where it ran, how
+    long it took from its first span's start to its last one's end, and its errors."""
+    ids = {span.span_id for span in spans}
+    ordered = sorted(spans, key=lambda span: span.start_ns)
+    root = next((s for s in ordered if s.parent_id not in ids), ordered[0])
+    start, end = ordered[0].start_ns, max(span.end_ns for span in spans)
+    return {
+        "trace_id": trace_id,
+        "root": {"name": root.name, "kind": root.kind, "span_id": root.span_id},
+        "function": root.function,
+        "functions": sorted({span.function for span in spans if span.function}),
+        "start": start / 1e9,
+        "duration_ms": (end - start) / 1e6,
+        "span_count": len(spans),
+        "error_count": sum(1 for span in spans if span.status == "error"),
+    }
+
+
+def span_json(span: Span) -> dict[str, Any]:
+    """A span as the admin API shows it: times in seconds since the epoch and milliseconds
+    (nanosecond integers do not survive JavaScript's numbers)."""
+    return {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "kind": span.kind,
+        "function": span.function,
+        "start": span.start_ns / 1e9,
+        "duration_ms": (span.end_ns - span.start_ns) / 1e6,
+        "status": span.status,
+        "message": span.message,
+        "attributes": span.attributes,
+    }
