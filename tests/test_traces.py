@@ -3,6 +3,7 @@ by the CLI, exported over OTLP/HTTP to a real receiver, bounded, and switchable 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from nimbus.ops.tracing.config import tracing_config
 from nimbus.ops.tracing.expand import spans_of
 from nimbus.ops.tracing.invocations import begin
 from nimbus.ops.tracing.spans import CallEntry, Entry, Span
-from nimbus.ops.tracing.store import summary
+from nimbus.ops.tracing.store import TraceStore, summary
 from nimbus.spec.model import FunctionSpec
 
 APP = APPS / "traces_app.py"
@@ -466,3 +467,36 @@ def test_a_handler_span_starts_no_later_than_its_service_calls(first: int, secon
     assert started == min(alone.start_ns, alone.start_ns + first, alone.start_ns + second)
     calls = [s for s in expanded if s.parent_id == handler.span_id]
     assert len(calls) == 2 and all(c.start_ns >= started for c in calls)
+
+
+@given(
+    keep=st.integers(1, 12),
+    batches=st.lists(st.integers(1, 9), min_size=1, max_size=12),
+)
+def test_the_store_shows_exactly_the_newest_entries_and_drops_the_rest_in_chunks(
+    tmp_path_factory: pytest.TempPathFactory, keep: int, batches: list[int]
+) -> None:
+    """Whatever the batches, reads see the newest `keep` entries (each its own trace here),
+    and the table never holds more than the bound, half of it again, and one batch."""
+    store = TraceStore(tmp_path_factory.mktemp("traces"), keep=keep)
+    made: list[str] = []
+    try:
+        for size in batches:
+            batch = [_call_entry(len(made) + n) for n in range(size)]
+            made += [entry.trace_id for entry in batch]
+            store.export(batch)
+            store.db.flush()
+            stored = store.db.read_now("SELECT COUNT(*) FROM entries")[0][0]
+            assert stored <= keep + max(1, keep // 2) + size
+        listed = asyncio.run(store.recent(None, 1000))
+        assert {t["trace_id"] for t in listed} == set(made[-keep:])
+    finally:
+        store.close()
+
+
+def _call_entry(number: int) -> CallEntry:
+    trace_id = f"{number + 1:032x}"
+    return CallEntry(
+        trace_id, "00f067aa0ba902b7", f"{number + 1:016x}", "f", "queue", "orders",
+        "queue.send", None, 1, 2, None, None,
+    )  # fmt: skip

@@ -1,7 +1,13 @@
 """Traces kept locally, in the data folder's own `traces.db`, for `nimbus traces` and the
 dashboard: entries written in batches by the database's writer thread, bounded to the newest
-`keep` entries (invocations and service calls; the oldest are dropped first, after every
-batch), and expanded into spans when read.
+`keep` entries (invocations and service calls; the oldest are dropped first), and expanded
+into spans when read.
+
+Writing is what every invocation pays for, reading is what a person asks for now and then, so
+the table has no index but its insertion order: an entry costs one append, and the oldest are
+dropped in chunks of half the bound (one range delete) rather than one by one. Reads look only
+at the newest `keep` entries, so what was dropped and what waits to be are the same to them; a
+trace is found by scanning those (tens of ms for the default bound).
 
 A trace's entries arrive over time (a queue hop later, a retry later), so traces are not
 stored as such: they are the entries that share a trace id, summed up when asked for.
@@ -24,12 +30,13 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL, trace_id TEXT NOT NULL,
     function TEXT NOT NULL, entry BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS entries_by_trace ON entries (trace_key);
+DROP INDEX IF EXISTS entries_by_trace;
 """
-# One small integer index, and no other: an index on the text id (or the function) would cost
-# the writer thread several times more per entry, on every invocation.
 INSERT = "INSERT INTO entries (trace_key, trace_id, function, entry) VALUES"
-PRUNE = "DELETE FROM entries WHERE seq <= (SELECT MAX(seq) FROM entries) - ?"
+NEWEST = "seq > (SELECT COALESCE(MAX(seq), 0) FROM entries) - ?"
+"""The condition that keeps a read to the newest `keep` entries."""
+PRUNE = f"DELETE FROM entries WHERE NOT ({NEWEST})"
+COUNT = f"SELECT COUNT(*) FROM entries WHERE NOT ({NEWEST})"
 PAGE = 1000  # entries read at a time, newest first, to find the latest traces
 MAX_SEQUENCE = 2**63 - 1  # SQLite's largest integer
 _encoder = msgspec.msgpack.Encoder()
@@ -40,11 +47,16 @@ class TraceStore:
     def __init__(self, data_dir: Path, *, keep: int, fsync: bool = False) -> None:
         self.db = Database(data_dir / FILE, SCHEMA, fsync=fsync)
         self._keep = keep
+        self._over = self.db.read_now(COUNT, (keep,))[0][0]  # entries beyond the bound
+        self._prune_at = max(1, keep // 2)
 
     def export(self, entries: Sequence[Entry]) -> None:
         rows = [(_key(e.trace_id), e.trace_id, e.function, _encoder.encode(e)) for e in entries]
         self.db.submit_rows(INSERT, rows)
-        self.db.submit(PRUNE, (self._keep,))
+        self._over += len(rows)
+        if self._over >= self._prune_at:  # the oldest half-bound's worth, in one delete
+            self.db.submit(PRUNE, (self._keep,))
+            self._over = 0
 
     def close(self) -> None:
         self.db.close()
@@ -57,9 +69,9 @@ class TraceStore:
         where = "AND function = ?" if function else ""
         while len(ids) < limit:
             page = await self.db.read(
-                f"SELECT seq, trace_id FROM entries WHERE seq < ? {where} ORDER BY seq DESC "
-                "LIMIT ?",
-                (before, function, PAGE) if function else (before, PAGE),
+                f"SELECT seq, trace_id FROM entries WHERE seq < ? AND {NEWEST} {where} "
+                "ORDER BY seq DESC LIMIT ?",
+                (before, self._keep, function, PAGE) if function else (before, self._keep, PAGE),
             )
             for row in page:
                 ids.setdefault(row["trace_id"], None)
@@ -80,8 +92,8 @@ class TraceStore:
         if ids:
             marks = ",".join("?" * len(ids))
             rows = await self.db.read(
-                f"SELECT trace_id, entry FROM entries WHERE trace_key IN ({marks})",
-                [_key(trace_id) for trace_id in ids],
+                f"SELECT trace_id, entry FROM entries WHERE trace_key IN ({marks}) AND {NEWEST}",
+                [*(_key(trace_id) for trace_id in ids), self._keep],
             )
             for row in rows:
                 if row["trace_id"] in found:
@@ -90,7 +102,8 @@ class TraceStore:
 
 
 def _key(trace_id: str) -> int:
-    """The trace id's first 63 bits: what the index holds (a SQLite integer is signed)."""
+    """The trace id's first 63 bits, as an integer: cheaper to compare in a scan than the text
+    (a SQLite integer is signed)."""
     return int(trace_id[:16], 16) >> 1
 
 
