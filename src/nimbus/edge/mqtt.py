@@ -339,7 +339,50 @@ def _client(connection: Connection) -> aiomqtt.Client:
     )  # fmt: skip
     client._client.manual_ack_set(True)  # before connecting: a resumed session delivers at once
     client._loop = _SocketGuard(client._loop, client._client)  # type: ignore[assignment]
+    _instrument(client)
     return client
+
+
+def _dbg(*a: Any) -> None:
+    import sys, time
+    print("MQTTDBG", f"{time.monotonic():.3f}", *a, file=sys.stderr, flush=True)
+
+
+def _instrument(client: Any) -> None:
+    paho = client._client
+    cid = id(client) % 10000
+    for name in ("on_disconnect", "on_connect", "on_socket_open", "on_socket_close", "on_socket_register_write", "on_socket_unregister_write"):
+        orig = getattr(paho, name)
+        def wrap(*a: Any, _orig: Any = orig, _name: str = name) -> Any:
+            extra = ""
+            for x in a:
+                if hasattr(x, "fileno"):
+                    try:
+                        extra += f" fd={x.fileno()}"
+                    except Exception as e:
+                        extra += f" fd=?{e}"
+            _dbg(cid, _name, extra, [repr(x)[:80] for x in a[2:]], "disc_done", client._disconnected.done(), "conn_done", client._connected.done())
+            try:
+                return _orig(*a)
+            except BaseException as e:
+                _dbg(cid, _name, "raised", repr(e))
+                raise
+        setattr(paho, name, wrap)
+    orig_read = paho.loop_read
+    def loop_read(*a: Any) -> Any:
+        s = paho._sock
+        rc = orig_read(*a)
+        if rc:
+            _dbg(cid, "loop_read rc", rc, "sock", s)
+        return rc
+    paho.loop_read = loop_read
+    orig_misc = paho.loop_misc
+    def loop_misc() -> Any:
+        rc = orig_misc()
+        if rc:
+            _dbg(cid, "loop_misc rc", rc)
+        return rc
+    paho.loop_misc = loop_misc
 
 
 class _SocketGuard:
@@ -362,17 +405,20 @@ class _SocketGuard:
         return getattr(self._loop, name)
 
     def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        _dbg(id(self)%10000, "add_reader", fd, "current", self._current(fd), self._paho.socket())
         if self._current(fd):
             self._register(self._loop.add_reader, fd, callback, *args)
 
     def add_writer(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        _dbg(id(self)%10000, "add_writer", fd, "current", self._current(fd))
         if self._current(fd):
             self._register(self._loop.add_writer, fd, callback, *args)
 
     def _register(self, add: Callable[..., None], fd: int, *callback: Any) -> None:
         try:
             add(fd, *callback)
-        except RuntimeError:  # the watcher is closed: nothing registered on it still works
+        except RuntimeError as e:  # the watcher is closed: nothing registered on it still works
+            _dbg("register RuntimeError", fd, repr(e))
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
             add(fd, *callback)
