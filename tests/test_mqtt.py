@@ -10,10 +10,13 @@ generous limits (never a timing assertion).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -362,6 +365,58 @@ def test_the_bridge_reconnects_when_the_broker_comes_back(
     finally:
         device.close()
     assert "connection to MQTT broker 'plant' failed" in harness.platform.output()
+
+
+def mqtt5_publish(topic: str, payload: bytes) -> bytes:
+    """A QoS 0 MQTT 5 PUBLISH packet without properties."""
+    body = len(topic).to_bytes(2, "big") + topic.encode() + b"\x00" + payload
+    assert len(body) < 128  # a one-byte remaining length
+    return bytes([0x30, len(body)]) + body
+
+
+def test_a_connection_reset_with_packets_queued_ends_the_connection_at_once() -> None:
+    """The broker resets the connection right after sending packets the bridge has not read
+    yet (Mosquitto killed while it delivers): every packet is read, then the connection
+    ends, on uvloop as in the controller. uvloop calls the reader once at such an error
+    event, which read one packet and left the rest, and the reset, to the keep-alive."""
+    import aiomqtt
+    import uvloop
+
+    from nimbus.edge.mqtt import Connection, _client
+
+    payloads = [b"1", b"2", b"3"]
+
+    async def scenario() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            server.setblocking(False)
+
+            async def accept() -> socket.socket:
+                peer, _ = await loop.sock_accept(server)
+                await loop.sock_recv(peer, 1024)  # CONNECT
+                await loop.sock_sendall(peer, b"\x20\x03\x00\x00\x00")  # CONNACK
+                return peer
+
+            accepting = loop.create_task(accept())
+            client = _client(Connection(
+                broker="plant", host="127.0.0.1", port=server.getsockname()[1],
+                client_id="reset", tls=False, ca_file=None, cert_file=None, key_file=None,
+                session_expiry=0, keep_alive=600, username=None, password=None,
+            ))  # fmt: skip
+            received: list[bytes] = []
+            async with asyncio.timeout(60), client:  # a limit against hangs, not the test
+                with await accepting as peer:  # sent and reset in one step: nothing read yet
+                    peer.setblocking(True)
+                    peer.sendall(b"".join(mqtt5_publish("a", p) for p in payloads))
+                    # closed with a zero linger: a reset (RST), as from a killed broker
+                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                with pytest.raises(aiomqtt.MqttError, match="Disconnected"):
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        received.append(message.payload)
+            return received
+
+    assert uvloop.run(scenario()) == payloads
 
 
 def test_messages_sent_while_the_platform_is_down_arrive_when_it_returns(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -338,87 +339,53 @@ def _client(connection: Connection) -> aiomqtt.Client:
         keepalive=connection.keep_alive, tls_params=tls, timeout=CALL_TIMEOUT,
     )  # fmt: skip
     client._client.manual_ack_set(True)  # before connecting: a resumed session delivers at once
-    client._loop = _SocketGuard(client._loop, client._client)  # type: ignore[assignment]
-    _instrument(client)
+    client._loop = _SocketGuard(client)  # type: ignore[assignment]
     return client
-
-
-def _dbg(*a: Any) -> None:
-    import sys, time
-    print("MQTTDBG", f"{time.monotonic():.3f}", *a, file=sys.stderr, flush=True)
-
-
-def _instrument(client: Any) -> None:
-    paho = client._client
-    cid = id(client) % 10000
-    for name in ("on_disconnect", "on_connect", "on_socket_open", "on_socket_close", "on_socket_register_write", "on_socket_unregister_write"):
-        orig = getattr(paho, name)
-        def wrap(*a: Any, _orig: Any = orig, _name: str = name) -> Any:
-            extra = ""
-            for x in a:
-                if hasattr(x, "fileno"):
-                    try:
-                        extra += f" fd={x.fileno()}"
-                    except Exception as e:
-                        extra += f" fd=?{e}"
-            _dbg(cid, _name, extra, [repr(x)[:80] for x in a[2:]], "disc_done", client._disconnected.done(), "conn_done", client._connected.done())
-            try:
-                return _orig(*a)
-            except BaseException as e:
-                _dbg(cid, _name, "raised", repr(e))
-                raise
-        setattr(paho, name, wrap)
-    orig_read = paho.loop_read
-    def loop_read(*a: Any) -> Any:
-        s = paho._sock
-        rc = orig_read(*a)
-        if rc:
-            _dbg(cid, "loop_read rc", rc, "sock", s)
-        return rc
-    paho.loop_read = loop_read
-    orig_misc = paho.loop_misc
-    def loop_misc() -> Any:
-        rc = orig_misc()
-        if rc:
-            _dbg(cid, "loop_misc rc", rc)
-        return rc
-    paho.loop_misc = loop_misc
 
 
 class _SocketGuard:
     """The event loop as aiomqtt sees it, except that `add_reader` / `add_writer` register
-    only paho's current socket, and survive uvloop's stale watchers.
+    only paho's current socket, and that paho's reader reads a reset connection to its end.
 
     aiomqtt schedules those registrations from paho's callbacks: when the connection drops
     before the loop runs them, the socket is gone by then (or its descriptor already belongs
-    to another socket). And when a connection dies with an error event, uvloop closes its
-    watcher of the descriptor but keeps it (uvloop's `UVPoll._fatal_error`), so registering
-    the next socket that gets the same descriptor raises 'the handler is closed' inside a loop
-    callback and leaves the new connection without its writer: dropping the stale watcher
-    first lets the registration through."""
+    to another socket). At an error event (the broker reset the connection) uvloop runs the
+    descriptor's callbacks once, then closes its watcher but keeps it until they are removed
+    (`UVPoll._fatal_error`); one run of paho's reader reads one packet, so when packets were
+    queued before the reset, the error was never read and the dead connection went unnoticed
+    until the keep-alive (`_read_to_end` reads on). Registering on such a closed watcher
+    raises 'the handler is closed' inside a loop callback: dropping it first lets the
+    registration through, should one be left."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, paho: Any) -> None:
-        self._loop = loop
-        self._paho = paho
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._loop = client._loop
+        self._client = client
+        self._paho = client._client
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loop, name)
 
     def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
-        _dbg(id(self)%10000, "add_reader", fd, "current", self._current(fd), self._paho.socket())
         if self._current(fd):
-            self._register(self._loop.add_reader, fd, callback, *args)
+            self._register(self._loop.add_reader, fd, self._read_to_end, fd, callback, *args)
 
     def add_writer(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
-        _dbg(id(self)%10000, "add_writer", fd, "current", self._current(fd))
         if self._current(fd):
             self._register(self._loop.add_writer, fd, callback, *args)
+
+    def _read_to_end(self, fd: int, read: Callable[..., object], *args: Any) -> None:
+        """paho's reader, run again on a hung-up socket until the connection has ended, as
+        uvloop may not run it again. No data comes after a hang-up, so each run reads some
+        of what is left, or ends the connection (paho closes the socket, or aiomqtt's reader
+        takes an error as the end: paho would handle the same packet again)."""
+        read(*args)
+        while self._current(fd) and not self._client._disconnected.done() and _hung_up(fd):
+            read(*args)
 
     def _register(self, add: Callable[..., None], fd: int, *callback: Any) -> None:
         try:
             add(fd, *callback)
-        except RuntimeError as e:  # the watcher is closed: nothing registered on it still works
-            _dbg("register RuntimeError", fd, repr(e))
+        except RuntimeError:  # the watcher is closed: nothing registered on it still works
             self._loop.remove_reader(fd)
             self._loop.remove_writer(fd)
             add(fd, *callback)
@@ -426,6 +393,13 @@ class _SocketGuard:
     def _current(self, fd: int) -> bool:
         sock = self._paho.socket()
         return sock is not None and bool(sock.fileno() == fd)
+
+
+def _hung_up(fd: int) -> bool:
+    """Whether the peer reset or closed the connection on this socket (POLLERR, POLLHUP)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def _options(qos: int) -> Any:
