@@ -76,11 +76,12 @@ class InvocationTrace:
     the event's), continued with a span of its own; a new trace when there is none. Worked
     out on first use, so that invocations which never call a service pay nothing for it."""
 
-    __slots__ = ("_frame", "_value")
+    __slots__ = ("_frame", "_trace_id", "_value")
 
     def __init__(self, frame: Invoke) -> None:
         self._frame = frame
         self._value: str | None = None
+        self._trace_id: str | None = None
 
     def get(self) -> str:
         if self._value is None:
@@ -95,6 +96,14 @@ class InvocationTrace:
                         break
             self._value = trace.child(parent)
         return self._value
+
+    def trace_id(self) -> str:
+        """The trace id of `get()`'s context (empty if that is not valid), worked out once:
+        every log line of the invocation carries it."""
+        if self._trace_id is None:
+            parent = trace.parse(self.get())
+            self._trace_id = parent.trace_id if parent is not None else ""
+        return self._trace_id
 
 
 def make_context(style: str, context: Context) -> Any:

@@ -38,7 +38,6 @@ from nimbus.compute.protocol import (
 )
 from nimbus.context import Context
 from nimbus.errors import HTTPError
-from nimbus.events import trace
 from nimbus.sdk import client
 
 current_request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="")
@@ -134,8 +133,7 @@ def _extra(record: logging.LogRecord) -> str | None:
 def _trace_id() -> str:
     """The trace id of the running invocation (empty outside of one)."""
     invocation = current_trace.get()
-    parent = trace.parse(invocation.get()) if invocation is not None else None
-    return parent.trace_id if parent is not None else ""
+    return invocation.trace_id() if invocation is not None else ""
 
 
 class Runner:

@@ -50,8 +50,7 @@ class LogRetention:
 
     async def check(self) -> None:
         """Count what was logged since the last check; trim if the logs are over the limit."""
-        self._store.flush()
-        await self._store.db.barrier()
+        await self._store.caught_up()
         row = (await self._store.db.read(SINCE, (self._last,)))[0]
         self.kept += row["size"]
         self._last = row["last"] if row["last"] is not None else self._last

@@ -176,7 +176,7 @@ class Store:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
 
-    async def _caught_up(self) -> None:
+    async def caught_up(self) -> None:
         """Make every record and log taken so far visible to the next read."""
         self.flush()
         await self.db.barrier()
@@ -201,7 +201,7 @@ class Store:
     async def invocations(
         self, function: str | None, limit: int, request_id: str | None = None
     ) -> list[InvocationRecord]:
-        await self._caught_up()
+        await self.caught_up()
         where, params = _filters(function=function, id=request_id)
         rows = await self.db.read(
             f"SELECT * FROM invocations {where} ORDER BY started_at DESC LIMIT ?", (*params, limit)
@@ -210,7 +210,7 @@ class Store:
 
     async def logs(self, query: LogQuery, after: int, limit: int) -> list[LogEntry]:
         """The latest `limit` lines after `after` that `query` wants, oldest first."""
-        await self._caught_up()
+        await self.caught_up()
         conditions, params = query.where()
         where = " AND ".join([*conditions, "seq > ?"])
         rows = await self.db.read(

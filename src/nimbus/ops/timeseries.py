@@ -186,8 +186,7 @@ async def series(store: Store, functions: Sequence[str], window: Window, lookbac
     """The series of `functions` over `window`, from the records (off the event loop). Records
     started up to `lookback` seconds before the window (the longest timeout) may still have
     been in flight in it."""
-    store.flush()
-    await store.db.barrier()  # what the invoker recorded so far is counted
+    await store.caught_up()  # what the invoker recorded so far is counted
     marks = ",".join("?" * len(functions))
     sql = (
         "SELECT function, started_at, duration_ms, init_ms, outcome, cold_start FROM invocations "
