@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import APPS, Platform
+from nimbus.backends.embedded.sizes import EmbeddedSizes
 from nimbus.errors import InvalidRequest
 from nimbus.ops.store import Store
 from nimbus.ops.time_window import byte_size, moment
@@ -387,3 +389,17 @@ def test_usage_survives_a_restart(launch: Callable[..., Platform], tmp_path: Pat
     first.stop()
     again = launch(APPS / "usage_app.py", "--no-reload", data_dir=data)
     assert rows(usage(again, since=str(time.time() - 3600)))["compute"]["usage"]["requests"] == 1
+
+
+def test_stored_bytes_are_read_from_a_relative_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nimbus up` keeps its state in `.nimbus` by default: a relative folder."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path(".nimbus")
+    folder.mkdir()
+    with sqlite3.connect(folder / "table.db") as db:
+        db.execute("CREATE TABLE items (tbl TEXT, data BLOB)")
+        db.execute("INSERT INTO items VALUES ('customers', x'00112233')")
+    db.close()
+    assert asyncio.run(EmbeddedSizes(folder).measure()) == {("table", "customers"): 4}

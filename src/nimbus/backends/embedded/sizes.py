@@ -36,7 +36,7 @@ SIZES = {
 
 class EmbeddedSizes:
     def __init__(self, data_dir: Path) -> None:
-        self._data_dir = data_dir
+        self._data_dir = data_dir.resolve()  # a file: URI needs an absolute path (.nimbus)
 
     async def measure(self) -> dict[tuple[str, str], int]:
         return await asyncio.to_thread(self._measure)
