@@ -49,6 +49,25 @@ def test_a_handler_that_deletes_its_messages_and_raises_gets_the_rest_again(
     assert "trigger of 'on_manual' failed" not in review.platform.output()
 
 
+def test_a_message_the_handler_deleted_is_not_dead_lettered_when_its_batch_fails(
+    review: Harness,
+) -> None:
+    """Regression: with no retries left, every message of a failed batch was dead-lettered,
+    also one the handler had deleted itself (processed, in Lambda's way before batch item
+    failures): it reached the dead letters though it had been handled."""
+    items = [{"id": "kept-1", "fail": False}, {"id": "lost-1", "fail": True}]
+    review.ok({"op": "send_batch", "queue": "last-try", "bodies": bodies(*items)})
+    review.wait_records("on_last_try", lambda rs: len(rs) >= 2, "the batch")
+    [letter] = review.platform.wait_for(
+        lambda: review.dead_letters("on_last_try"), "the failed message's dead letter"
+    )
+    review.settled("last-try")
+    shown = review.platform.cli_json("dlq", "show", letter["id"])
+    assert "lost-1" in json.dumps(shown) and "kept-1" not in json.dumps(shown)
+    assert len(review.dead_letters("on_last_try")) == 1
+    assert "trigger of 'on_last_try' failed" not in review.platform.output()
+
+
 def test_a_batching_window_longer_than_the_visibility_timeout_delivers_each_message_once(
     review: Harness,
 ) -> None:

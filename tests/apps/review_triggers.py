@@ -15,6 +15,7 @@ FAST = nimbus.FailurePolicy(retries=2, backoff=0.05)
 app = nimbus.App("review-triggers")
 
 manual = app.queue("manual")
+last_try = app.queue("last-try")
 windowed = app.queue("windowed", visibility_timeout=1)
 steady = app.queue("steady")
 
@@ -36,6 +37,20 @@ def on_manual(batch: nimbus.QueueBatch) -> None:
             nimbus.Queue("manual").delete(message.receipt)
     if failed:
         raise RuntimeError("some messages failed")
+
+
+@app.on_queue(
+    last_try, batch_size=10, batching_window=1, timeout=60, environment=ENV, uses=[last_try],
+    failure=nimbus.FailurePolicy(retries=0),
+)  # fmt: skip
+def on_last_try(batch: nimbus.QueueBatch) -> None:
+    """The same pattern with no retries: what fails is given up at once."""
+    for message in batch:
+        body = message.json()
+        record("on_last_try", id=body["id"])
+        if not body["fail"]:
+            nimbus.Queue("last-try").delete(message.receipt)
+    raise RuntimeError("some messages failed")
 
 
 @app.on_queue(windowed, batch_size=10, batching_window=15, timeout=0.5, environment=ENV)
@@ -62,6 +77,6 @@ def doomed(event: Any) -> None:
     raise ValueError("doomed")
 
 
-@app.function(uses=[manual, windowed, steady])
+@app.function(uses=[manual, last_try, windowed, steady])
 def produce(event: dict[str, Any]) -> list[dict[str, Any]]:
     return run_ops(event["ops"])

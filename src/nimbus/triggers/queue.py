@@ -177,7 +177,8 @@ class QueuePoller(TriggerRunner):
         queues, spec = self.platform.services.queues, self.platform.spec()
         own_redrive = spec is not None and spec.queues[self.trigger.queue].max_receives is not None
         if not own_redrive and message.receive_count > self.policy.retries:
-            await self._give_up(message, error, "RetriesExhausted")
+            if await self._still_held(message):
+                await self._give_up(message, error, "RetriesExhausted")
             return
         delay = min(MAX_VISIBILITY, self.retry_backoff * 2 ** (message.receive_count - 1))
         # the handler may have deleted it itself (or it was received again): nothing to retry
@@ -186,6 +187,20 @@ class QueuePoller(TriggerRunner):
                 self.trigger.queue, message.receipt, error=f"{error.type}: {error.message}",
                 delay=delay,
             )  # fmt: skip
+
+    async def _still_held(self, message: Message) -> bool:
+        """Whether the message is still this trigger's to give up: the handler may have
+        deleted it itself (processed it) before its batch failed. Holding it a while longer
+        also keeps it from turning visible while it is dead-lettered."""
+        spec = self.platform.spec()
+        hold = spec.queues[self.trigger.queue].visibility_timeout if spec else 30.0
+        try:
+            await self.platform.services.queues.change_visibility(
+                self.trigger.queue, message.receipt, hold
+            )
+        except (NotFound, Conflict):
+            return False
+        return True
 
     async def _give_up(self, message: Message, error: ErrorInfo, condition: Condition) -> None:
         """Dead-letter one message, then delete it from the queue (in that order: a crash in
