@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from mqtt_broker import Mosquitto
 
 APPS = Path(__file__).parent / "apps"
 ROOT = Path(__file__).parent.parent
@@ -276,3 +279,16 @@ def browser() -> Iterator[Any]:
     chrome = webdriver.Chrome(options=options, service=Service(driver))
     yield chrome
     chrome.quit()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own on a free port (tests/mqtt_broker.py); missing: skipped
+    outside CI, failed in CI."""
+    from mqtt_broker import Mosquitto, require_mosquitto
+
+    require_mosquitto()
+    mosquitto = Mosquitto(tmp_path / "broker")
+    mosquitto.start()
+    yield mosquitto
+    mosquitto.stop()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import Platform, start_platform
-from mqtt_broker import Device, Mosquitto, require_mosquitto
+from mqtt_broker import Device, Mosquitto
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "iot-anomaly"
 
@@ -65,15 +65,6 @@ def reading(machine: int, k: int) -> dict[str, float]:
         "temperature": round(60.0 + 5 * machine + 0.4 * math.sin(1.7 * k), 3),
         "vibration": round(0.30 + 0.02 * math.cos(2.3 * k), 4),
     }
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    require_mosquitto()
-    mosquitto = Mosquitto(tmp_path / "broker")
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 @pytest.fixture

@@ -209,15 +209,6 @@ def start(tmp_path: Path, broker: Mosquitto, name: str = "data", **env: str) -> 
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    require_mosquitto()
-    mosquitto = Mosquitto(tmp_path / "broker")
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
-
-
-@pytest.fixture
 def device(broker: Mosquitto) -> Iterator[Device]:
     machine = Device(broker, "machine-1")
     yield machine
