@@ -29,6 +29,7 @@ from nimbus.ops.store import InvocationRecord
 from nimbus.ops.tracing.config import tracing_config
 from nimbus.ops.tracing.expand import spans_of
 from nimbus.ops.tracing.invocations import begin
+from nimbus.ops.tracing.sampler import Sampler
 from nimbus.ops.tracing.spans import CallEntry, Entry, Span
 from nimbus.ops.tracing.store import TraceStore, summary
 from nimbus.spec.model import FunctionSpec
@@ -379,7 +380,7 @@ def test_an_invocation_continues_its_callers_trace_when_sampled(
 ) -> None:
     recorded: list[Entry] = []
     caller = trace.format_traceparent(trace_id, span_id, flags)
-    spans = begin(recorded.append, "queue:q", caller, None)
+    spans = begin(recorded.append, Sampler(0, 0.0), "queue:q", caller, None)
     if not flags & trace.SAMPLED:
         assert spans is None  # parent-based sampling: nothing of an unsampled trace
         return
@@ -447,7 +448,7 @@ def _depth(line: str) -> int:
 @given(st.integers(-5_000_000, 5_000_000), st.integers(-5_000_000, 5_000_000))
 def test_a_handler_span_starts_no_later_than_its_service_calls(first: int, second: int) -> None:
     recorded: list[Entry] = []
-    spans = begin(recorded.append, "invoke", None, None)
+    spans = begin(recorded.append, Sampler(1, 0.0), "invoke", None, None)
     assert spans is not None
     handler = trace.parse(spans.dispatched())
     assert handler is not None

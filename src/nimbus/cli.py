@@ -20,7 +20,12 @@ from nimbus.discovery import DEFAULT_DATA_DIR, locate
 from nimbus.errors import FunctionFailed, NimbusError, NotFound
 from nimbus.ids import short_id
 from nimbus.ops.config import DEFAULT_LOG_LIMIT, DEFAULT_SAMPLE_INTERVAL, ops_config
-from nimbus.ops.tracing.config import DEFAULT_KEEP, tracing_config
+from nimbus.ops.tracing.config import (
+    DEFAULT_KEEP,
+    DEFAULT_PER_SECOND,
+    DEFAULT_RATIO,
+    tracing_config,
+)
 from nimbus.services.bucket import ObjectInfo
 from nimbus.spec.loader import load_app
 from nimbus.spec.plan import Plan
@@ -85,6 +90,24 @@ def up(
             help="invocations and service calls whose spans traces.db keeps (oldest go first)",
         ),
     ] = DEFAULT_KEEP,
+    traces_per_second: Annotated[
+        int | None,
+        typer.Option(
+            envvar="NIMBUS_TRACES_PER_SECOND",
+            help=f"new traces recorded each second before --trace-ratio applies (default: "
+            f"{DEFAULT_PER_SECOND}, or as OTEL_TRACES_SAMPLER says)",
+            show_default=False,
+        ),
+    ] = None,
+    trace_ratio: Annotated[
+        float | None,
+        typer.Option(
+            envvar="NIMBUS_TRACE_RATIO",
+            help=f"share of the other new traces recorded, 0 to 1 (default: {DEFAULT_RATIO}, "
+            "or as OTEL_TRACES_SAMPLER says; 1 records every trace)",
+            show_default=False,
+        ),
+    ] = None,
     otlp_endpoint: Annotated[
         str | None,
         typer.Option(
@@ -115,7 +138,10 @@ def up(
 
     from nimbus.server import serve
 
-    tracing = tracing_config(enabled=traces, keep=traces_keep, endpoint=otlp_endpoint)
+    tracing = tracing_config(
+        enabled=traces, keep=traces_keep, endpoint=otlp_endpoint,
+        per_second=traces_per_second, ratio=trace_ratio,
+    )  # fmt: skip
     ops = ops_config(
         metering=metering, prices=prices, sample_interval=usage_sample_interval,
         log_limit=log_limit,

@@ -73,8 +73,9 @@ def make_event(http: HttpEvent | None, payload: bytes, trigger: str, style: str)
 
 class InvocationTrace:
     """The invocation's trace context: the cause's (an HTTP request's `traceparent` header, or
-    the event's), continued with a span of its own; a new trace when there is none. Worked
-    out on first use, so that invocations which never call a service pay nothing for it."""
+    the event's), continued with a span of its own; a new trace when there is none (not
+    sampled when the controller's sampler left it out). Worked out on first use, so that
+    invocations which never call a service pay nothing for it."""
 
     __slots__ = ("_frame", "_trace_id", "_value")
 
@@ -94,7 +95,7 @@ class InvocationTrace:
                     if name == b"traceparent":
                         parent = value.decode("latin-1")
                         break
-            self._value = trace.child(parent)
+            self._value = trace.child(parent, sampled=not frame.unsampled)
         return self._value
 
     def trace_id(self) -> str:

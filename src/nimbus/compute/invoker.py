@@ -110,7 +110,7 @@ class Invoker:
             traceparent = spans.dispatched()  # the handler span's: the worker takes it as is
         frame = Invoke(
             attempt.request_id, trigger, time.time() + spec.timeout, lease.cold, payload, http,
-            traceparent, spans is not None,
+            traceparent, spans is not None, spans is None and self.tracer is not None,
         )  # fmt: skip
         running = lease.instance.invoke(frame, spec.timeout)
         try:
@@ -140,6 +140,7 @@ class Invoker:
             outcome="success" if error is None else OUTCOMES[error.kind],
             error=error,
             job_id=attempt.job_id,
+            trace_id=attempt.spans.trace_id if attempt.spans is not None else None,
         )
         self._store.record_invocation(record)
         if self.on_record is not None:

@@ -77,6 +77,9 @@ class Invoke(Frame):
     traced: bool = False
     """The controller records this invocation's spans: `traceparent` is then the handler
     span's own context, which the worker uses as it is instead of starting a hop of its own."""
+    unsampled: bool = False
+    """The controller's sampler left out the trace this invocation starts: a trace the worker
+    starts (there is no caller's) is not sampled, so that nothing it causes is recorded."""
 
 
 class Cancel(Frame):

@@ -65,14 +65,14 @@ def new_traceparent(sampled: bool = True) -> str:
     return _format(new_trace_id(), flags)
 
 
-def child(traceparent: str | None) -> str:
+def child(traceparent: str | None, *, sampled: bool = True) -> str:
     """The next hop of this trace: same trace id and flags, a new span id.
 
-    A missing or invalid `traceparent` starts a new trace instead.
+    A missing or invalid `traceparent` starts a new trace instead, `sampled` or not.
     """
     parent = parse(traceparent)
     if parent is None:
-        return new_traceparent()
+        return new_traceparent(sampled)
     return _format(parent.trace_id, parent.flags & KNOWN_FLAGS)
 
 

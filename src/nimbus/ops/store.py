@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS invocations (
     id TEXT PRIMARY KEY, function TEXT NOT NULL, trigger TEXT NOT NULL, started_at REAL NOT NULL,
     duration_ms REAL NOT NULL, billed_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL,
     peak_memory_mb REAL NOT NULL, cold_start INTEGER NOT NULL, init_ms REAL NOT NULL,
-    outcome TEXT NOT NULL, error TEXT, job_id TEXT);
+    outcome TEXT NOT NULL, error TEXT, job_id TEXT, trace_id TEXT);
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, started_at);
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, function TEXT NOT NULL,
@@ -69,6 +69,8 @@ MIGRATIONS = [
     # 3: structured logs: the trace of the invocation, and the fields given with `extra=`
     "ALTER TABLE logs ADD COLUMN trace_id TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE logs ADD COLUMN extra TEXT;",
+    # 4: the trace an invocation's spans were recorded in
+    "ALTER TABLE invocations ADD COLUMN trace_id TEXT;",
 ]
 
 
@@ -86,6 +88,8 @@ class InvocationRecord(msgspec.Struct, kw_only=True):
     outcome: Outcome
     error: ErrorInfo | None = None
     job_id: str | None = None
+    trace_id: str | None = None
+    """The trace its spans are recorded in; None when they are not (not sampled, or off)."""
 
 
 class LogEntry(msgspec.Struct, kw_only=True):
@@ -186,7 +190,7 @@ class Store:
         self._records.append(
             (record.id, record.function, record.trigger, record.started_at, record.duration_ms,
              record.billed_ms, record.memory_mb, record.peak_memory_mb, int(record.cold_start),
-             record.init_ms, record.outcome, error, record.job_id)
+             record.init_ms, record.outcome, error, record.job_id, record.trace_id)
         )  # fmt: skip
         self._schedule_flush()
 

@@ -59,43 +59,23 @@ export async function renderDetail(node, id) {
     await traceOf(record));
 }
 
-const RECENT_TRACES = 100; // the function's latest traces searched for an invocation's
-const traceIds = new Map(); // invocation id -> its trace id, once found
-
-/** The invocation's trace as a tree of spans, when the platform keeps traces. */
+/** The invocation's trace as a tree of spans, when its spans were recorded. */
 async function traceOf(record) {
   const note = (text) => el("p", { class: "empty" }, text);
-  let traceId = traceIds.get(record.id);
+  if (!record.trace_id) {
+    return note("Not traced: tracing is off, or sampling left this trace out (nimbus up "
+      + "--traces-per-second, --trace-ratio).");
+  }
+  let trace;
   try {
-    traceId = traceId || await findTrace(record);
+    trace = await optional(`/traces/${record.trace_id}`);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 404) {
-      return note("Traces are not available on this platform.");
-    }
     if (error instanceof ApiError && error.status === 409) return note(error.message); // off
     throw error;
   }
-  const trace = traceId && await optional(`/traces/${traceId}`);
   if (!trace) return note("No trace of it is kept.");
-  traceIds.set(record.id, traceId);
-  return el("div", {}, el("p", { class: "muted" }, `trace ${traceId}`), spanTree(trace.spans));
-}
-
-/** The trace holding the invocation's span (`faas.invocation_id`, OpenTelemetry's FaaS
- * convention): among the function's latest traces, those that overlap its run. */
-async function findTrace(record) {
-  const query = new URLSearchParams({ function: record.function, limit: RECENT_TRACES });
-  const traces = await api(`/traces?${query}`);
-  const end = record.started_at + (record.init_ms + record.duration_ms) / 1000;
-  const near = traces.filter((t) => t.start <= end + 1 && t.start + t.duration_ms / 1000
-    >= record.started_at - 1);
-  for (const candidate of near) {
-    const trace = await optional(`/traces/${candidate.trace_id}`);
-    if (trace && trace.spans.some((s) => (s.attributes || {})["faas.invocation_id"] === record.id)) {
-      return candidate.trace_id;
-    }
-  }
-  return null;
+  return el("div", {}, el("p", { class: "muted" }, `trace ${record.trace_id}`),
+    spanTree(trace.spans));
 }
 
 function spanTree(spans) {

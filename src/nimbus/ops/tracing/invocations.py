@@ -15,6 +15,7 @@ from nimbus.compute.protocol import HttpEvent, Result
 from nimbus.events.trace import KNOWN_FLAGS, format_traceparent, random_bits
 from nimbus.events.trace import parse as parse_traceparent
 from nimbus.ops.store import InvocationRecord
+from nimbus.ops.tracing.sampler import Sampler
 from nimbus.ops.tracing.spans import Entry, InvocationEntry
 from nimbus.spec.model import FunctionSpec
 
@@ -27,17 +28,21 @@ GATEWAY_STATUS = {"Timeout": 504, "Throttled": 429}  # else 502: what the gatewa
 
 def begin(
     record: Callable[[Entry], None],
+    sampler: Sampler,
     trigger: str,
     traceparent: str | None,
     http: HttpEvent | None,
 ) -> InvocationSpans | None:
     """The spans of an invocation starting now, continuing `traceparent` (or an HTTP request's
-    `traceparent` header); a new trace without one. None when the caller's trace is not
-    sampled: as OpenTelemetry's parent-based sampling, nothing of it is recorded then."""
+    `traceparent` header); a new trace without one, if `sampler` picks it. None when the trace
+    is not sampled: as OpenTelemetry's parent-based sampling, a caller's trace that is not
+    sampled is not recorded either."""
     if traceparent is None and http is not None:
         traceparent = _header(http, b"traceparent")
     parent = parse_traceparent(traceparent)
     if parent is None:
+        if not sampler.sample():
+            return None
         bits = random_bits(192)  # a new trace id and the span ids' base, in one draw
         trace_id = f"{bits >> 64 or 1:032x}"
         return InvocationSpans(record, trigger, http, trace_id, None, bits, NEW_TRACE_FLAGS)
@@ -52,7 +57,7 @@ def begin(
 class InvocationSpans:
     __slots__ = (
         "_base", "_dispatched_ns", "_flags", "_http", "_parent_id", "_record", "_started_ns",
-        "_trace_id", "_trigger",
+        "_trigger", "trace_id",
     )  # fmt: skip
 
     def __init__(
@@ -68,7 +73,7 @@ class InvocationSpans:
         self._record = record
         self._trigger = trigger
         self._http = http
-        self._trace_id = trace_id
+        self.trace_id = trace_id
         self._parent_id = parent_id
         self._flags = flags
         self._started_ns = time.time_ns()
@@ -79,7 +84,7 @@ class InvocationSpans:
         """The invocation goes to its instance now: the handler span's trace context, which
         the worker uses as its own."""
         self._dispatched_ns = time.time_ns()
-        return format_traceparent(self._trace_id, f"{self._base | HANDLER:016x}", self._flags)
+        return format_traceparent(self.trace_id, f"{self._base | HANDLER:016x}", self._flags)
 
     def finish(self, spec: FunctionSpec, record: InvocationRecord, result: Result) -> None:
         error, http = result.error, self._http
@@ -90,7 +95,7 @@ class InvocationSpans:
             answered = (http.method, http.path, http.route, status)
         self._record(
             InvocationEntry(
-                self._trace_id, self._parent_id, self._base, self._started_ns,
+                self.trace_id, self._parent_id, self._base, self._started_ns,
                 self._dispatched_ns, time.time_ns(), spec.name,
                 spec.handler, self._trigger, record.id, record.cold_start, record.init_ms,
                 result.duration_ms, record.billed_ms, record.memory_mb, record.peak_memory_mb,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from nimbus.compute.protocol import HttpEvent
 from nimbus.ops.tracing.config import TracingConfig
 from nimbus.ops.tracing.invocations import InvocationSpans, begin
+from nimbus.ops.tracing.sampler import Sampler
 from nimbus.ops.tracing.service_spans import Run, traced_call
 from nimbus.ops.tracing.spans import Entry
 from nimbus.ops.tracing.store import TraceStore
@@ -25,6 +26,7 @@ class Tracer:
     def __init__(self, data_dir: Path, config: TracingConfig, *, fsync: bool = False) -> None:
         self.store = TraceStore(data_dir, keep=config.keep, fsync=fsync)
         self._config = config
+        self._sampler = Sampler(config.per_second, config.ratio)
         self._export: OtlpExport | None = None
         self._pending: list[Entry] = []
         self._flush_scheduled = False
@@ -40,7 +42,7 @@ class Tracer:
         self, trigger: str, traceparent: str | None, http: HttpEvent | None
     ) -> InvocationSpans | None:
         """The spans of an invocation starting now (None: its trace is not sampled)."""
-        return begin(self.record, trigger, traceparent, http)
+        return begin(self.record, self._sampler, trigger, traceparent, http)
 
     async def service_call(
         self, function: str, kind: str, resource: str, op: Any, traceparent: str, run: Run
