@@ -5,12 +5,14 @@ Prometheus metrics (each finished invocation counted), traces (spans of every in
 in traces.db) and usage metering (with budgets). Baseline (off): the same platform without
 them. `SWITCHES` lists each feature, with its `nimbus up` option and the Invoker attributes
 through which it sits on the invoke path; a new one is one more line there.
-- warm invoke: one controller in this process, started with everything on, timing 5000 calls
+- warm invoke: one controller in this process, started with everything on, timing 2000 calls
   of the no-op function one after another (as invoke_overhead.py does), run by run in turns:
   as it is (on), with every feature's hooks detached from its invoker (off), and with one
   feature's hooks attached alone (to tell which one costs what). One controller, because the
   same platform started twice in one process differs from itself by up to a third at this
-  scale (where the kernel places its instance), more than what is measured here.
+  scale (where the kernel places its instance), more than what is measured here. Many short
+  runs (15 by default), because this shared machine's noise comes in phases of seconds: in
+  turns, every side meets each phase alike, and the median sees past them.
 - HTTP: two `nimbus up` servers, one as it is and one with every feature's option off, loaded
   in turns by the same wrk command through the hello function (as http_throughput.py does).
 Targets: with everything on, at most 10 % slower: warm invoke p50 <= 1.1 x off, and
@@ -229,7 +231,8 @@ def measure(args: argparse.Namespace) -> Report:
 
 def main() -> None:
     parser = argument_parser(__doc__)
-    parser.add_argument("--invocations", type=int, default=5000, help="timed calls per run")
+    parser.set_defaults(runs=15)
+    parser.add_argument("--invocations", type=int, default=2000, help="timed calls per run")
     parser.add_argument(
         "--invoke-warmup", type=int, default=500, help="untimed calls before the runs"
     )
