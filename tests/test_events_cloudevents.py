@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from nimbus.errors import InvalidRequest
 from nimbus.events import trace
 from nimbus.events.cloudevents import CloudEvent, format_time, parse_time
+from nimbus.events.outcome import item_failures
 from nimbus.events.types import (
     PAYLOADS,
     BatchResult,
@@ -397,12 +398,39 @@ def test_the_payload_table_covers_every_trigger_kind() -> None:
     ],
 )
 def test_failed_items_reads_every_accepted_answer(answer: object, failed: list[str]) -> None:
-    assert failed_items(answer, {"a", "b"}) == failed
+    assert failed_items(answer, {"a", "b"}) == dict.fromkeys(failed)
 
 
 def test_a_batch_result_sent_back_as_json_reads_the_same() -> None:
-    wire = msgspec.json.decode(msgspec.json.encode(BatchResult(failed=["a"])))
-    assert failed_items(wire) == ["a"]
+    result = BatchResult(failed=["a", "b"], reasons={"b": "card declined"})
+    wire = msgspec.json.decode(msgspec.json.encode(result))
+    assert failed_items(wire) == failed_items(result) == {"a": None, "b": "card declined"}
+
+
+def test_fail_reports_an_item_with_its_reason() -> None:
+    result = BatchResult()
+    result.fail("b", "card declined")
+    result.fail("a")
+    result.fail("c", "")  # an empty reason is none
+    assert (result.failed, BatchResult().failed) == (["b", "a", "c"], [])
+    assert failed_items(result) == {"b": "card declined", "a": None, "c": None}
+
+
+@pytest.mark.parametrize(
+    ("answer", "reasons"),
+    [
+        ({"failed": ["a"], "reasons": None}, {"a": None}),
+        ({"failed": ["a", "b"], "reasons": {"b": "why"}}, {"a": None, "b": "why"}),
+        ({"batchItemFailures": [{"itemIdentifier": "a"}], "reasons": {"a": "x"}}, {"a": "x"}),
+    ],
+)
+def test_reasons_go_with_the_failed_ids(answer: object, reasons: dict[str, str | None]) -> None:
+    assert failed_items(answer, {"a", "b"}) == reasons
+
+
+def test_an_aws_style_answer_has_no_reasons() -> None:
+    answer = {"batchItemFailures": [{"itemIdentifier": "a"}], "reasons": {"a": "ignored"}}
+    assert item_failures("aws", msgspec.json.encode(answer), ["a", "b"]) == {"a": None}
 
 
 @pytest.mark.parametrize(
@@ -422,6 +450,12 @@ def test_a_batch_result_sent_back_as_json_reads_the_same() -> None:
         ({"batchItemFailures": [{"itemIdentifier": None}]}, "None"),
         ({"batchItemFailures": [{"itemIdentifier": ""}]}, "non-empty"),
         ({"batchItemFailures": [{"itemIdentifier": "zz"}]}, "'zz' is not an item of this batch"),
+        ({"failed": ["a"], "reasons": ["why"]}, "reasons maps failed ids to reasons, not list"),
+        ({"failed": ["a"], "reasons": {"b": "why"}}, "reasons: 'b' is not one of the failed ids"),
+        ({"failed": [], "reasons": {"a": "why"}}, "'a' is not one of the failed ids"),
+        ({"batchItemFailures": None, "reasons": {"a": "x"}}, "'a' is not one of the failed"),
+        ({"failed": ["a"], "reasons": {"a": 42}}, r"reasons\['a'\] is not a string: 42"),
+        (BatchResult(failed=["a"], reasons={"a": None}), r"BatchResult.reasons\['a'\]"),
     ],
 )
 def test_a_malformed_answer_is_an_error_naming_what_is_wrong(answer: object, named: str) -> None:

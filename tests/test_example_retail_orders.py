@@ -137,6 +137,7 @@ def test_bad_orders_are_refused_and_a_poison_order_is_dead_lettered(platform: Pl
     assert letter["source"] == "queue:incoming-orders"
     assert letter["attempts"] == 3  # the first delivery and two retries (FailurePolicy)
     assert letter["error"]["type"] == "BatchItemFailure"
+    assert letter["error"]["message"] == "unknown sku 'unicorn'"  # the reason the handler gave
     listing = platform.cli("dlq", "ls", check=True).stdout
     assert letter["id"] in listing
     assert "BatchItemFailure" in listing

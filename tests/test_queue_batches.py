@@ -1,5 +1,6 @@
-"""How the queue trigger cuts claimed messages into batches: by count and by payload size
-(Lambda's 6 MB), in order, never dropping or repeating a message."""
+"""How the queue trigger cuts claimed messages into batches: by count and by the UTF-8 bytes
+of their bodies (Lambda's 6 MB), in order, never dropping or repeating a message (the cutting
+itself: tests/test_batch_limits.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nimbus.services.queue import Message
-from nimbus.triggers.queue import split
+from nimbus.triggers.base import cut
+from nimbus.triggers.queue import body_bytes
 
 
 def message(number: int, body: str) -> Message:
@@ -30,7 +32,7 @@ def test_batches_keep_order_and_respect_both_limits(
     bodies: list[str], size: int, max_bytes: int
 ) -> None:
     messages = [message(n, body) for n, body in enumerate(bodies)]
-    batches = split(messages, size, max_bytes)
+    batches = cut(messages, size, max_bytes, body_bytes)
     assert [m for batch in batches for m in batch] == messages
     for batch in batches:
         assert 1 <= len(batch) <= size
@@ -39,4 +41,5 @@ def test_batches_keep_order_and_respect_both_limits(
 
 def test_a_message_bigger_than_the_limit_travels_alone() -> None:
     messages = [message(0, "a"), message(1, "é" * 10), message(2, "b")]
-    assert [[m.id for m in batch] for batch in split(messages, 10, 5)] == [["0"], ["1"], ["2"]]
+    batches = cut(messages, 10, 5, body_bytes)
+    assert [[m.id for m in batch] for batch in batches] == [["0"], ["1"], ["2"]]

@@ -105,19 +105,20 @@ def price(order: Any) -> dict[str, Any]:
 )
 def process_orders(batch: nimbus.QueueBatch, context: nimbus.Context) -> nimbus.BatchResult:
     """Store every order of the batch; report those that cannot be priced as failed."""
-    failed = []
+    result = nimbus.BatchResult()
     for message in batch:
         try:
             order = price(message.json())
         except (InvalidOrder, nimbus.InvalidRequest) as error:
             context.logger.warning("message %s failed: %s", message.id, error)
-            failed.append(message.id)
+            result.fail(message.id, reason=str(error))  # the dead letter's error says why
             continue
         # A message may come twice (at least once delivery): putting the same order again
         # changes nothing.
         orders.put(order)
-    context.logger.info("stored %d orders, %d failed", len(batch) - len(failed), len(failed))
-    return nimbus.BatchResult(failed=failed)
+    failed = len(result.failed)
+    context.logger.info("stored %d orders, %d failed", len(batch) - failed, failed)
+    return result
 
 
 @app.http("GET", "/orders/{id}", uses=[orders])

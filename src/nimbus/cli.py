@@ -442,7 +442,7 @@ def show_trace(
     if as_json:
         _print_json(found)
     else:
-        out.print(span_tree(trace_id, found["spans"]))
+        out.print(span_tree(trace_id, found["spans"], found["linked"]))
 
 
 @app.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,18 @@ def healed(tag: str) -> bool:
     return (Path(os.environ["OUT"]) / f"heal-{tag}").exists()
 
 
-def run_ops(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+Op = Callable[[dict[str, Any]], Any]
+
+
+def run_ops(
+    ops: list[dict[str, Any]], more: Mapping[str, Op] | None = None
+) -> list[dict[str, Any]]:
+    """Run `ops` in order; `more`: an app's own operations besides OPS."""
+    table = {**OPS, **(more or {})}
     results: list[dict[str, Any]] = []
     for op in ops:
         try:
-            results.append({"ok": msgspec.to_builtins(OPS[op["op"]](op))})
+            results.append({"ok": msgspec.to_builtins(table[op["op"]](op))})
         except nimbus.NimbusError as error:
             results.append({"error": type(error).__name__, "message": error.message})
     return results
@@ -60,7 +67,7 @@ def _receive(op: dict[str, Any]) -> Any:
     return messages
 
 
-OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
+OPS: dict[str, Op] = {
     "send": lambda op: nimbus.Queue(op["queue"]).send(
         op["body"],
         attributes=op.get("attributes"),

@@ -48,5 +48,14 @@ def call_batch(batch: nimbus.QueueBatch) -> None:
     assert_type(process(batch), nimbus.BatchResult)
 
 
+@app.on_queue(orders)
+def charge(batch: nimbus.QueueBatch) -> nimbus.BatchResult:
+    result = nimbus.BatchResult(failed=[], reasons={})
+    for message in batch:
+        result.fail(message.id, "declined" if message.body else None)
+    result.fail(42)  # type: ignore[arg-type]
+    return result
+
+
 app.on_schedule("rate(1 minute)", missed="sometimes")  # type: ignore[arg-type]
 app.on_queue(orders, batch_sise=10)  # type: ignore[call-arg]

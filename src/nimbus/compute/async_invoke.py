@@ -165,23 +165,27 @@ class AsyncInvoker:
                 await self.failures.succeeded(
                     policy, function=job.function, request_id=invocation.record.id,
                     payload=job.payload, result=job.result or b"null", attempts=job.attempts,
+                    traceparent=invocation.traceparent,
                 )  # fmt: skip
             self._finished(job)
             return
         job.error = failure
         delay = policy.backoff * 2 ** (job.attempts - 1)
         if job.attempts > policy.retries:
-            await self._fail(job, failure, "RetriesExhausted")
+            await self._fail(job, failure, "RetriesExhausted", invocation.traceparent)
             return
         if job.updated_at + delay > expires_at:
-            await self._fail(job, failure, "EventAgeExceeded")
+            await self._fail(job, failure, "EventAgeExceeded", invocation.traceparent)
             return
         job.status, job.next_at = "retrying", job.updated_at + delay
         await self._store.put_job(job, durable=True)
         self._schedule(job)
 
-    async def _fail(self, job: Job, error: ErrorInfo, condition: Condition) -> None:
-        """Out of retries or too old: the failure router takes it from here."""
+    async def _fail(
+        self, job: Job, error: ErrorInfo, condition: Condition, traceparent: str | None = None
+    ) -> None:
+        """Out of retries or too old: the failure router takes it from here, continuing
+        `traceparent` (the last invocation's trace context), else the event's own."""
         job.error, job.status, job.updated_at = error, "failed", time.time()
         policy = self._policy(job.function)
         if self.failures is None or policy is None:
@@ -195,6 +199,7 @@ class AsyncInvoker:
                 function=job.function, source=job.trigger, payload=job.payload, error=error,
                 attempts=job.attempts, condition=condition, first_seen=job.created_at,
                 request_id=job.request_ids[-1] if job.request_ids else "", job_id=job.id,
+                traceparent=traceparent or job.traceparent,
             ),
         )  # fmt: skip
         await self._store.put_job(job, durable=True)

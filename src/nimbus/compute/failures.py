@@ -4,6 +4,10 @@ platform's own dead letters, which `nimbus dlq` lists and re-drives.
 
 Records follow the shape AWS Lambda documents for destinations (requestContext, requestPayload,
 responseContext, responsePayload), so a consumer written for Lambda reads them unchanged.
+
+What goes to a destination or dead-letter target carries the trace context of the invocation
+that succeeded or failed (or, for an event given up without it, the event's own), so that it
+continues that trace.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import NimbusError, NotFound
+from nimbus.events import trace
 from nimbus.events.cloudevents import format_time
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
@@ -25,8 +30,16 @@ from nimbus.services.catalog import ServiceSet
 from nimbus.spec.model import AppSpec, FailurePolicy
 
 Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
-SubmitJob = Callable[[str, bytes, str], Awaitable[object]]
-"""Accept an asynchronous invocation: function, payload, trigger label."""
+
+
+class SubmitJob(Protocol):
+    def __call__(
+        self, function: str, payload: bytes, trigger: str, *, traceparent: str | None
+    ) -> Awaitable[object]:
+        """Accept an asynchronous invocation of `function` continuing trace `traceparent`."""
+        ...
+
+
 DeadLettered = Callable[["FailedEvent", str | None], None]
 """Told of each event given up to a dead-letter target (None: the platform's dead letters)."""
 
@@ -39,21 +52,28 @@ class Destinations:
         self._spec = spec
         self._submit = submit
 
-    async def send(self, target: str, payload: bytes, *, attributes: dict[str, str]) -> None:
-        """Deliver `payload` (JSON) to the queue, topic or function named `target`; committed
+    async def send(
+        self, target: str, payload: bytes, *, attributes: dict[str, str], traceparent: str | None
+    ) -> None:
+        """Deliver `payload` (JSON) to the queue, topic or function named `target`, continuing
+        trace `traceparent` (if valid: a record's own context may come from outside); committed
         before it returns."""
+        traceparent = traceparent if trace.parse(traceparent) is not None else None
         spec = self._spec()
         if spec is None:
             raise NotFound(f"no app is deployed, so {target!r} does not exist")
         if target in spec.queues:
-            await self._services.queues.send(target, payload.decode(), attributes=attributes)
+            await self._services.queues.send(
+                target, payload.decode(), attributes=attributes, traceparent=traceparent
+            )
         elif target in spec.topics:
             data = msgspec.json.decode(payload)
             await self._services.topics.publish(
-                target, data, type="nimbus.destination", attributes=attributes
-            )
+                target, data, type="nimbus.destination", attributes=attributes,
+                traceparent=traceparent,
+            )  # fmt: skip
         elif target in spec.functions:
-            await self._submit(target, payload, f"destination:{target}")
+            await self._submit(target, payload, f"destination:{target}", traceparent=traceparent)
         else:
             raise NotFound(f"the destination {target!r} is not a queue, topic or function")
 
@@ -71,6 +91,8 @@ class FailedEvent:
     first_seen: float
     request_id: str = ""
     job_id: str = ""
+    traceparent: str | None = None
+    """The trace context its destination continues: its last invocation's, or the event's."""
 
 
 class FailureRouter:
@@ -88,15 +110,17 @@ class FailureRouter:
 
     async def succeeded(
         self, policy: FailurePolicy, *, function: str, request_id: str, payload: bytes,
-        result: bytes, attempts: int,
+        result: bytes, attempts: int, traceparent: str | None = None,
     ) -> None:  # fmt: skip
+        """Send the outcome to the on-success destination, if any, continuing `traceparent`
+        (the trace context of the invocation that succeeded)."""
         if policy.on_success is None:
             return
         record = destination_record(
             function=function, request_id=request_id, condition="Success", attempts=attempts,
             payload=payload, result=result, error=None,
         )  # fmt: skip
-        await self._deliver(function, policy.on_success, record, {})
+        await self._deliver(function, policy.on_success, record, {}, traceparent)
 
     async def failed(self, policy: FailurePolicy, event: FailedEvent) -> None:
         """Route a failed event: to the on-failure destination (its record holds the event)
@@ -108,10 +132,14 @@ class FailureRouter:
                 condition=event.condition, attempts=event.attempts, payload=event.payload,
                 result=None, error=event.error,
             )  # fmt: skip
-            taken = await self._deliver(event.function, policy.on_failure, record, {})
+            taken = await self._deliver(
+                event.function, policy.on_failure, record, {}, event.traceparent
+            )
         if policy.dead_letter is not None:
             attributes = error_attributes(event.error, event.request_id)
-            if await self._deliver(event.function, policy.dead_letter, event.payload, attributes):
+            if await self._deliver(
+                event.function, policy.dead_letter, event.payload, attributes, event.traceparent
+            ):
                 self._dead_lettered(event, policy.dead_letter)
                 return
         if taken:
@@ -126,10 +154,13 @@ class FailureRouter:
         self._dead_lettered(event, None)
 
     async def _deliver(
-        self, function: str, target: str, payload: bytes, attributes: dict[str, str]
-    ) -> bool:
+        self, function: str, target: str, payload: bytes, attributes: dict[str, str],
+        traceparent: str | None,
+    ) -> bool:  # fmt: skip
         try:
-            await self.destinations.send(target, payload, attributes=attributes)
+            await self.destinations.send(
+                target, payload, attributes=attributes, traceparent=traceparent
+            )
             return True
         except NimbusError as error:
             self._logs.platform(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,8 @@ from nimbus.compute.instance import InitError
 from nimbus.compute.pool import Pool, PoolClosed
 from nimbus.compute.protocol import ErrorInfo, HttpEvent, Invoke, Result
 from nimbus.errors import NimbusError, NotFound, Throttled
+from nimbus.events.trace import new_traceparent
+from nimbus.events.trace import parse as parse_traceparent
 from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import InvocationRecord, Outcome, Store
@@ -41,10 +43,28 @@ class EventExpired(NimbusError):
 class Invocation:
     record: InvocationRecord
     result: Result
+    spans: InvocationSpans | None = None
+    """Its part of its trace, when that is recorded."""
+    cause: str | None = None
+    """The trace context it continued."""
+    unsampled: bool = False
+    """Tracing is on and left its trace out."""
 
     @property
     def error(self) -> ErrorInfo | None:
         return self.result.error
+
+    @property
+    def traceparent(self) -> str | None:
+        """The trace context of what the platform does because of it after its result (its
+        on-success or on-failure destination): its invocation span's, when recorded; else the
+        context it continued, or a new one left out as its trace was (None: tracing is off and
+        it continued none). Made only when asked for: most invocations have no destination."""
+        if self.spans is not None:
+            return self.spans.context()
+        if parse_traceparent(self.cause) is not None:
+            return self.cause
+        return new_traceparent(sampled=False) if self.unsampled else None
 
 
 class Invoker:
@@ -75,15 +95,17 @@ class Invoker:
         job_id: str | None = None,
         expires_at: float | None = None,
         traceparent: str | None = None,
+        links: Sequence[str] = (),
     ) -> Invocation:
         """Run once. With `wait`, queue for capacity; without, raise Throttled when saturated.
-        An event still waiting at `expires_at` is not run: EventExpired."""
+        An event still waiting at `expires_at` is not run: EventExpired. `traceparent`: the
+        context it continues; `links`: a batch's record contexts, which its trace links to."""
         budgets = self.budgets
         if budgets is not None and function in budgets.closed:
             await budgets.admit(function, wait=wait, expires_at=expires_at)
-        attempt = _Attempt(new_id(), trigger, time.time(), job_id)
+        attempt = _Attempt(new_id(), trigger, time.time(), job_id, traceparent)
         if self.tracer is not None:
-            attempt.spans = self.tracer.invocation(trigger, traceparent, http)
+            attempt.spans = self.tracer.invocation(trigger, traceparent, http, links)
         while True:
             pool = self.pool(function)
             try:
@@ -153,7 +175,8 @@ class Invoker:
             self._logs.error(spec.name, attempt.request_id, error)
             if self.on_failure is not None:
                 self.on_failure(record)
-        return Invocation(record, result)
+        unsampled = attempt.spans is None and self.tracer is not None
+        return Invocation(record, result, attempt.spans, attempt.cause, unsampled)
 
 
 @dataclass(slots=True)
@@ -162,6 +185,8 @@ class _Attempt:
     trigger: str
     started_at: float
     job_id: str | None
+    cause: str | None
+    """The trace context it continues."""
     cold: bool = False
     init_ms: float = 0.0
     spans: InvocationSpans | None = None

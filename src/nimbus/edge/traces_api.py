@@ -3,7 +3,8 @@
 - `GET /_nimbus/traces?function=F&limit=N`: the latest traces (that F took part in), the one
   with the newest span first, each summed up: root span, function, start, duration, span and
   error counts;
-- `GET /_nimbus/traces/{trace_id}`: every span of one trace that is still kept.
+- `GET /_nimbus/traces/{trace_id}`: every span of one trace that is still kept, and the spans
+  of other traces linked to it (the batches that processed its messages).
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ class TracesAPI:
         trace_id = request.path_params["trace_id"]
         if not TRACE_ID.fullmatch(trace_id):
             raise InvalidRequest(f"{trace_id!r} is not a trace id (32 lower-case hex digits)")
-        spans = await (await self._store()).spans(trace_id)
-        if not spans:
+        found = await (await self._store()).trace(trace_id)
+        if found is None:
             raise NotFound(f"no trace {trace_id!r} (or its spans are no longer kept)")
-        return json_response({"trace_id": trace_id, "spans": spans})
+        return json_response(found)
 
     async def _store(self) -> TraceStore:
         """The local span store, with every span recorded so far in it."""

@@ -725,7 +725,8 @@ def batch_item_failures(response: Any, identifiers: Collection[str]) -> list[str
     if not isinstance(response, Mapping) or response.get("batchItemFailures") is None:
         return []
     try:
-        return failed_items({"batchItemFailures": response["batchItemFailures"]}, set(identifiers))
+        failures = {"batchItemFailures": response["batchItemFailures"]}  # Lambda reads no more
+        return list(failed_items(failures, set(identifiers)))
     except InvalidRequest:
         return list(identifiers)
 

@@ -11,7 +11,13 @@ from nimbus.events.types import failed_items
 
 
 def reported_failures(style: str, result: bytes, ids: Collection[str] | None) -> list[str]:
-    """The ids of the items the handler reported as failed (`ids`: the batch's, when known).
+    """The ids of the items the handler reported as failed (see `item_failures`)."""
+    return list(item_failures(style, result, ids))
+
+
+def item_failures(style: str, result: bytes, ids: Collection[str] | None) -> dict[str, str | None]:
+    """The items the handler reported as failed (`ids`: the batch's, when known), in order,
+    each with the reason it gave (None: none; Lambda's answer has no place for one).
 
     An AWS-style answer is read as Lambda reads it (no `batchItemFailures`: all succeeded; a
     malformed list: all failed); a nimbus-style answer that is malformed raises
@@ -21,8 +27,10 @@ def reported_failures(style: str, result: bytes, ids: Collection[str] | None) ->
     if style != "aws":
         return failed_items(value, ids)
     if ids is not None:
-        return aws.batch_item_failures(value, ids)
+        return dict.fromkeys(aws.batch_item_failures(value, ids))
     failures = value.get("batchItemFailures") if isinstance(value, Mapping) else None
     if not failures:
-        return []
-    return [str(f.get("itemIdentifier") if isinstance(f, Mapping) else f) for f in failures]
+        return {}
+    return dict.fromkeys(
+        str(f.get("itemIdentifier") if isinstance(f, Mapping) else f) for f in failures
+    )

@@ -3,8 +3,8 @@
 Triggers build them in the controller and encode them with msgspec; the worker decodes the
 payload with `PAYLOADS[trigger kind]`. Each event carries its CloudEvents attributes (`id`,
 `source`, `type`, `time`, `traceparent`); `time` is seconds since the epoch, like every time
-in nimbus. A batch handler reports failed items with `BatchResult(failed=[ids])` (or Lambda's
-`{"batchItemFailures": [...]}`); `failed_items` reads either.
+in nimbus. A batch handler reports failed items with `BatchResult(failed=[ids])`, and why
+with its `reasons` (or Lambda's `{"batchItemFailures": [...]}`); `failed_items` reads either.
 """
 
 from __future__ import annotations
@@ -270,28 +270,43 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
 
 
 class BatchResult(msgspec.Struct, kw_only=True):
-    """What a batch handler returns when some items failed: only those are retried."""
+    """What a batch handler returns when some items failed: only those are retried.
+
+    `reasons` says why, by id (any of `failed`, optional): a reason becomes the item's error
+    in its retry, its dead letter and its on-failure destination record, where otherwise they
+    could only say that the handler reported it.
+    """
 
     failed: list[str] = []
+    reasons: dict[str, str] = {}
+
+    def fail(self, item: str, reason: str | None = None) -> None:
+        """Report the item with id `item` as failed, and why when `reason` is given."""
+        self.failed.append(item)
+        if reason is not None:
+            self.reasons[item] = reason
 
 
 class InvalidBatchResponse(InvalidRequest, ValueError):
     """A batch handler's answer is not a batch result; the whole batch counts as failed."""
 
 
-def failed_items(result: object, batch: Collection[str] | None = None) -> list[str]:
-    """The ids a batch handler reported as failed, without repeats, in the order given.
+def failed_items(result: object, batch: Collection[str] | None = None) -> dict[str, str | None]:
+    """The ids a batch handler reported as failed, without repeats, in the order given, each
+    with the reason it gave (None: none; an empty reason counts as none).
 
-    Accepts None (all succeeded), `BatchResult` (or its JSON form `{"failed": [...]}`) and
-    Lambda's `{"batchItemFailures": [{"itemIdentifier": id}, ...]}` (a null list: none failed).
-    Anything else, or an id not in `batch`, raises InvalidBatchResponse naming what is wrong.
+    Accepts None (all succeeded), `BatchResult` (or its JSON form `{"failed": [...],
+    "reasons": {...}}`) and Lambda's `{"batchItemFailures": [{"itemIdentifier": id}, ...]}` (a
+    null list: none failed). Anything else, an id not in `batch`, or a reason that is not a
+    string for one of the failed ids, raises InvalidBatchResponse naming what is wrong.
     """
     if result is None:
-        return []
+        return {}
     if isinstance(result, BatchResult):
-        return _checked_ids(result.failed, batch, "BatchResult.failed")
+        ids = _checked_ids(result.failed, batch, "BatchResult.failed")
+        return _with_reasons(ids, result.reasons, "BatchResult.reasons")
     if isinstance(result, Mapping):
-        return _mapping_ids(result, batch)
+        return _with_reasons(_mapping_ids(result, batch), result.get("reasons"), "reasons")
     raise InvalidBatchResponse(
         "a batch handler returns None, BatchResult(failed=[ids]) or "
         f'{{"batchItemFailures": [...]}}, not {type(result).__name__}'
@@ -320,6 +335,23 @@ def _mapping_ids(result: Mapping[Any, Any], batch: Collection[str] | None) -> li
             )
         ids.append(entry["itemIdentifier"])
     return _checked_ids(ids, batch, "batchItemFailures")
+
+
+def _with_reasons(ids: list[str], reasons: object, where: str) -> dict[str, str | None]:
+    found: dict[str, str | None] = dict.fromkeys(ids)
+    if reasons is None:
+        return found
+    if not isinstance(reasons, Mapping):
+        raise InvalidBatchResponse(
+            f"{where} maps failed ids to reasons, not {type(reasons).__name__}"
+        )
+    for item, reason in reasons.items():
+        if item not in found:
+            raise InvalidBatchResponse(f"{where}: {item!r} is not one of the failed ids")
+        if not isinstance(reason, str):
+            raise InvalidBatchResponse(f"{where}[{item!r}] is not a string: {reason!r}")
+        found[item] = reason or None
+    return found
 
 
 def _checked_ids(ids: object, batch: Collection[str] | None, where: str) -> list[str]:

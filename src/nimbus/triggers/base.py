@@ -11,14 +11,16 @@ import asyncio
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from math import inf
+from typing import TypeVar
 
 from nimbus.compute.async_invoke import AsyncInvoker
 from nimbus.compute.failures import FailureRouter
 from nimbus.compute.invoker import Invoker
-from nimbus.events.outcome import reported_failures
+from nimbus.compute.protocol import ErrorInfo
+from nimbus.events.outcome import item_failures
 from nimbus.ops.logs import LogSink
 from nimbus.ops.platform_events import PlatformEvents
 from nimbus.ops.store import Store
@@ -31,8 +33,12 @@ HEALTHY_RUN = 60.0  # seconds a run must last for its failure to start the pause
 ORDERED_BACKOFF = (
     1.0  # first retry delay of a stream / change-feed batch, unless the policy sets one
 )
+MAX_BATCH_BYTES = 6 * 1024 * 1024
+"""What one polled batch (queue, stream, change feed) may weigh: Lambda's payload limit for a
+synchronous invocation, which its event source mappings cut their batches by."""
 TUNING = {"batch_size", "batching_window", "concurrency", "bisect_on_error", "missed"}
 """Trigger settings that change how a subscription delivers, not which events it gets."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +87,10 @@ class TriggerRunner(ABC):
     def retry_backoff(self) -> float:
         return first_backoff(self.policy, ordered=self.trigger.type in ("stream", "table"))
 
-    def failed_ids(self, result: bytes, ids: list[str]) -> list[str]:
-        """The batch items the handler reported as failed (see `reported_failures`)."""
-        return reported_failures(self.style, result, ids)
+    def failures(self, result: bytes, ids: list[str]) -> dict[str, str | None]:
+        """The batch items the handler reported as failed, each with the reason it gave (see
+        `item_failures`)."""
+        return item_failures(self.style, result, ids)
 
     @property
     def consumer(self) -> str:
@@ -116,6 +123,33 @@ class TriggerRunner(ABC):
 
     async def stop(self) -> None:
         await stop(self._task)
+
+
+def cut(items: Sequence[T], size: int, max_bytes: int, weight: Callable[[T], int]) -> list[list[T]]:
+    """`items` in order as batches of at most `size` items weighing at most `max_bytes`
+    together; an item heavier than that by itself is a batch of its own (what becomes of it is
+    the caller's decision). No batch is empty."""
+    batches: list[list[T]] = []
+    current: list[T] = []
+    used = 0
+    for item in items:
+        heft = weight(item)
+        if current and (len(current) == size or used + heft > max_bytes):
+            batches.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += heft
+    if current:
+        batches.append(current)
+    return batches
+
+
+def item_failed(item: str, reason: str | None) -> ErrorInfo:
+    """The error of a batch item its handler reported as failed: the reason it gave, else a
+    message naming the item."""
+    return ErrorInfo(
+        "Handler", "BatchItemFailure", reason or f"the handler reported {item} as failed"
+    )
 
 
 def polled_age_limit(policy: FailurePolicy) -> float:

@@ -1,13 +1,15 @@
 """Ordered consumers (stream partitions, table change feeds): batches in order, checkpoints.
 
 As Lambda's Kinesis / DynamoDB Streams event source mappings: a partition's next batch waits
-until the current one is done. A failing batch is retried with the policy's backoff; then, with
-`bisect_on_error`, split in halves to isolate the bad record; what still fails goes to the
-on-failure destination / dead-letter target (or the platform's dead letters) and the partition
-moves on. A handler may report the first failed record (`batchItemFailures`): what came before
-it is checkpointed and the batch is retried from it. A bad record never blocks its partition
-forever and is never skipped silently. Checkpoints are durable: after a crash, a partition
-resumes after its last checkpoint (at least once).
+until the current one is done, and a batch holds at most `batch_size` records and only as many
+as keep its event under Lambda's payload limit (a record over it by itself is given up). A failing
+batch is retried with the policy's backoff; then, with `bisect_on_error`, split in halves to
+isolate the bad record; what still fails goes to the on-failure destination / dead-letter
+target (or the platform's dead letters) and the partition moves on. A handler may report the
+first failed record (`batchItemFailures`): what came before it is checkpointed and the batch is
+retried from it. A bad record never blocks its partition forever and is never skipped
+silently. Checkpoints are durable: after a crash, a partition resumes after its last checkpoint
+(at least once).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from nimbus.compute.failures import Condition, FailedEvent, too_old
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.events.types import InvalidBatchResponse
 from nimbus.spec.resources import StreamTrigger, TableTrigger
-from nimbus.triggers.base import TriggerRunner
+from nimbus.triggers.base import MAX_BATCH_BYTES, TriggerRunner, cut, item_failed
 
 R = TypeVar("R")
 LONG_POLL = 5.0  # seconds a consumer waits for new records before it looks around
@@ -97,7 +99,7 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
             records = await self._batch(partition, after)
             if not records:
                 continue
-            await self._deliver(partition, records)
+            await self._deliver_cut(partition, records)
             after = self.position(records[-1])
 
     async def _first_start(self, partition: str) -> int:
@@ -118,6 +120,25 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
             more = await self.read(partition, self.position(records[-1]), self.batch_size)
             records.extend(more[: self.batch_size - len(records)])
         return records
+
+    async def _deliver_cut(self, partition: str, records: list[R]) -> None:
+        """Deliver `records` in order as batches whose event weighs at most MAX_BATCH_BYTES
+        (a record weighs its event alone: a batch's event weighs less than its records').
+
+        A record too big by itself is given up without running, as PayloadTooLarge: Lambda
+        could not invoke a function with it and would retry it until it expired, blocking its
+        shard; here it goes to the on-failure destination / dead letters at once (from where
+        `nimbus dlq redrive` can still run it) and the partition moves on."""
+        sizes = {self.position(record): len(self.event(partition, [record])) for record in records}
+
+        def weight(record: R) -> int:
+            return sizes[self.position(record)]
+
+        for batch in cut(records, self.batch_size, MAX_BATCH_BYTES, weight):
+            if (size := weight(batch[0])) > MAX_BATCH_BYTES:  # alone in its batch (see cut)
+                await self._give_up(partition, batch, _too_big(size), 0, "RetriesExhausted")
+            else:
+                await self._deliver(partition, batch)
 
     async def _deliver(self, partition: str, records: list[R]) -> None:
         """Process `records` until each has succeeded or been routed to failure."""
@@ -151,12 +172,13 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
         invocation = await self.platform.invoker.invoke(
             self.name, trigger=self.source, payload=self.event(partition, records), wait=True,
             traceparent=next(filter(None, map(self.traceparent, records)), None),
+            links=[*filter(None, map(self.traceparent, records))],
         )  # fmt: skip
         if invocation.error is not None:
             return invocation.error, 0
         ids = [self.item_id(record) for record in records]
         try:
-            failed = self.failed_ids(invocation.result.value, ids)
+            failed = self.failures(invocation.result.value, ids)
         except InvalidBatchResponse as malformed:  # the whole batch failed
             return ErrorInfo("Handler", "InvalidBatchResponse", malformed.message), 0
         if not failed:
@@ -164,12 +186,11 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
                 await self.platform.failures.succeeded(
                     self.policy, function=self.name, request_id=invocation.record.id,
                     payload=self.event(partition, records), result=invocation.result.value,
-                    attempts=1,
+                    attempts=1, traceparent=invocation.traceparent,
                 )  # fmt: skip
             return None, len(records)
         first = min((ids.index(f) for f in failed if f in ids), default=0)
-        message = f"the handler reported record {ids[first]} as failed"
-        return ErrorInfo("Handler", "BatchItemFailure", message), first
+        return item_failed(f"record {ids[first]}", failed.get(ids[first])), first
 
     async def _drop_expired(self, partition: str, records: list[R]) -> list[R]:
         now = time.time()
@@ -188,9 +209,19 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
             function=self.name, source=self.source, payload=self.event(partition, records),
             error=error, attempts=attempts, condition=condition,
             first_seen=self.arrival(records[0]),
+            traceparent=next(filter(None, map(self.traceparent, records)), None),
         )  # fmt: skip
         await self.platform.failures.failed(self.policy, event)
         await self._checkpoint(partition, records[-1])
 
     async def _checkpoint(self, partition: str, record: R) -> None:
         await self.platform.store.save_checkpoint(self.consumer, partition, self.position(record))
+
+
+def _too_big(size: int) -> ErrorInfo:
+    """Why a record was given up unread: its event alone is `size` bytes, over the limit."""
+    message = (
+        f"the record's event is {size} bytes, over the {MAX_BATCH_BYTES} bytes one invocation "
+        "carries (Lambda's payload limit): given up without running"
+    )
+    return ErrorInfo("Handler", "PayloadTooLarge", message)

@@ -28,12 +28,11 @@ from nimbus.events.types import InvalidBatchResponse, QueueBatch, QueueMessage
 from nimbus.services.queue import MAX_RECEIVE, Message, Queues
 from nimbus.spec.model import FunctionSpec
 from nimbus.spec.resources import QueueTrigger
-from nimbus.triggers.base import Platform, TriggerRunner
+from nimbus.triggers.base import MAX_BATCH_BYTES, Platform, TriggerRunner, cut, item_failed
 
 LONG_POLL = 5.0  # seconds one receive waits for messages before the loop looks around
 MAX_VISIBILITY = 43200.0  # SQS's limit on a visibility timeout (12 hours)
 MAX_CLAIM = 1000  # messages one receive claims at most, for every lane together
-MAX_BATCH_BYTES = 6 * 1024 * 1024  # of message bodies in one invocation (Lambda's payload limit)
 PREFETCH = 4  # batches per lane claimed ahead: a receive's cost is shared by that many
 MIN_CLAIM = 32  # messages claimed ahead at least: with small batches and few lanes, receives
 # would otherwise cost more than the invocations they feed
@@ -104,7 +103,7 @@ class QueuePoller(TriggerRunner):
             if fifo:  # one batch: split over two lanes, a group could run out of order
                 ready = [messages] if messages else []
             else:
-                ready = split(messages, size, MAX_BATCH_BYTES)
+                ready = cut(messages, size, MAX_BATCH_BYTES, body_bytes)
             for batch in ready:
                 await batches.put(batch)
 
@@ -155,22 +154,23 @@ class QueuePoller(TriggerRunner):
         invocation = await self.platform.invoker.invoke(
             self.name, trigger=self.source, payload=self._event(fresh), wait=True,
             traceparent=next((m.traceparent for m in fresh if m.traceparent), None),
+            links=[m.traceparent for m in fresh if m.traceparent],
         )  # fmt: skip
         error = invocation.error
-        failed: set[str] = {m.id for m in fresh}
+        failed: dict[str, str | None] = dict.fromkeys(m.id for m in fresh)
         if error is None:
             try:
-                failed = set(self.failed_ids(invocation.result.value, [m.id for m in fresh]))
+                failed = self.failures(invocation.result.value, [m.id for m in fresh])
             except InvalidBatchResponse as malformed:  # the whole batch failed
                 error = ErrorInfo("Handler", "InvalidBatchResponse", malformed.message)
         self._acks.add([m.receipt for m in fresh if m.id not in failed])
         for message in (m for m in fresh if m.id in failed):
-            await self._retry(message, error or _item_failed())
+            await self._retry(message, error or item_failed("this message", failed[message.id]))
         if not failed and self.policy.on_success is not None:
             await self.platform.failures.succeeded(
                 self.policy, function=self.name, request_id=invocation.record.id,
                 payload=self._event(fresh), result=invocation.result.value,
-                attempts=max(m.receive_count for m in fresh),
+                attempts=max(m.receive_count for m in fresh), traceparent=invocation.traceparent,
             )  # fmt: skip
 
     async def _retry(self, message: Message, error: ErrorInfo) -> None:
@@ -208,7 +208,7 @@ class QueuePoller(TriggerRunner):
         event = FailedEvent(
             function=self.name, source=self.source, payload=self._event([message]),
             error=error, attempts=message.receive_count, condition=condition,
-            first_seen=message.sent_at,
+            first_seen=message.sent_at, traceparent=message.traceparent,
         )  # fmt: skip
         await self.platform.failures.failed(self.policy, event)
         await self.platform.services.queues.delete_batch(self.trigger.queue, [message.receipt])
@@ -220,23 +220,11 @@ class QueuePoller(TriggerRunner):
         return msgspec.json.encode(QueueBatch(messages=typed))
 
 
-def split(messages: list[Message], size: int, max_bytes: int) -> list[list[Message]]:
-    """Batches of at most `size` messages and `max_bytes` of bodies (UTF-8), in order; a
-    message bigger than that is a batch of its own."""
-    batches: list[list[Message]] = []
-    current: list[Message] = []
-    used = 0
-    for message in messages:
-        body = message.body
-        weight = len(body) if body.isascii() else len(body.encode())
-        if current and (len(current) == size or used + weight > max_bytes):
-            batches.append(current)
-            current, used = [], 0
-        current.append(message)
-        used += weight
-    if current:
-        batches.append(current)
-    return batches
+def body_bytes(message: Message) -> int:
+    """What a message weighs in a batch: its body's UTF-8 bytes (at most 1 MiB, so that a
+    message is never too big for a batch by itself)."""
+    body = message.body
+    return len(body) if body.isascii() else len(body.encode())
 
 
 class _Acknowledger:
@@ -277,7 +265,3 @@ def _typed(queue: str, message: Message) -> QueueMessage:
         group=message.group, dedup_id=message.dedup_id, sequence=message.sequence,
         receipt=message.receipt,
     )  # fmt: skip
-
-
-def _item_failed() -> ErrorInfo:
-    return ErrorInfo("Handler", "BatchItemFailure", "the handler reported this message as failed")

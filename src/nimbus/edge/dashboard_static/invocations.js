@@ -75,18 +75,31 @@ async function traceOf(record) {
   }
   if (!trace) return note("No trace of it is kept.");
   return el("div", {}, el("p", { class: "muted" }, `trace ${record.trace_id}`),
-    spanTree(trace.spans));
+    spanTree(record.trace_id, trace.spans, trace.linked || []));
 }
 
-function spanTree(spans) {
+/** The spans under their parents; `linked`: spans of other traces (a batch that processed one
+ * of this trace's messages, and what it did), each of their roots under the span it links to. */
+function spanTree(traceId, spans, linked) {
+  const all = [...spans, ...linked];
   const start = (s) => s.start;
   const end = (s) => s.start + s.duration_ms / 1000;
-  const first = Math.min(...spans.map(start));
-  const length = Math.max(...spans.map(end)) - first || 1;
-  const ids = new Set(spans.map((s) => s.span_id));
+  const first = Math.min(...all.map(start));
+  const length = Math.max(...all.map(end)) - first || 1;
+  const key = (trace, span) => `${trace}/${span}`;
+  const kept = new Set(all.map((s) => key(s.trace_id, s.span_id)));
+  const parentOf = (span) => {
+    const candidates = [key(span.trace_id, span.parent_id)];
+    if (span.trace_id !== traceId) {
+      for (const link of span.links || []) {
+        if (link.trace_id === traceId) candidates.push(key(traceId, link.span_id));
+      }
+    }
+    return candidates.find((k) => kept.has(k)) || null;
+  };
   const children = new Map();
-  for (const span of spans) {
-    const parent = ids.has(span.parent_id) ? span.parent_id : null;
+  for (const span of all) {
+    const parent = parentOf(span);
     children.set(parent, [...(children.get(parent) || []), span]);
   }
   const rows = [];
@@ -95,13 +108,16 @@ function spanTree(spans) {
       const bar = el("span", { class: "bar" });
       bar.style.marginLeft = `${((start(span) - first) / length) * 100}%`;
       bar.style.width = `${Math.max(((end(span) - start(span)) / length) * 100, 0.5)}%`;
+      const linkedRoot = span.trace_id !== traceId
+        && !kept.has(key(span.trace_id, span.parent_id));
       const label = el("span", { class: "span-name", title: span.message || span.kind },
-        span.name, span.status === "error" ? " ✗" : "");
+        span.name, span.status === "error" ? " ✗" : "",
+        linkedRoot ? ` (linked, in trace ${span.trace_id})` : "");
       label.style.paddingLeft = `${depth * 1.2}em`;
       rows.push(el("li", { class: span.status === "error" ? "span error" : "span" },
         label, el("span", { class: "span-time" }, ms((end(span) - start(span)) * 1000)),
         el("span", { class: "track" }, bar)));
-      walk(span.span_id, depth + 1);
+      walk(key(span.trace_id, span.span_id), depth + 1);
     }
   };
   walk(null, 0);

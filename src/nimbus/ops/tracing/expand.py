@@ -1,6 +1,7 @@
 """The spans an entry stands for, made when they are read or exported:
 
-    trigger delivery (SERVER / CONSUMER)        from the invoker's call to its result
+    trigger delivery (SERVER / CONSUMER)        from the invoker's call to its result; a
+                                                batch's links to its other records' contexts
     └── invocation (named after the function)   from the instance's start (cold) or dispatch
         ├── cold start                          the instance's init time, when it was cold
         └── handler                             the duration the worker measured
@@ -19,7 +20,15 @@ import msgspec
 
 from nimbus.ops.tracing.invocations import COLD_START, DELIVERY, HANDLER, INVOCATION, span_id
 from nimbus.ops.tracing.semconv import service_call_span, trigger_span
-from nimbus.ops.tracing.spans import CallEntry, Entry, InvocationEntry, Span, SpanKind, Status
+from nimbus.ops.tracing.spans import (
+    CallEntry,
+    Entry,
+    InvocationEntry,
+    Links,
+    Span,
+    SpanKind,
+    Status,
+)
 
 
 def spans_of(entries: Iterable[Entry]) -> list[Span]:
@@ -76,16 +85,18 @@ def invocation_spans(entry: InvocationEntry) -> list[Span]:
 
     def span(
         offset: int, parent: str | None, name: str, kind: SpanKind, start: int, end: int,
-        attributes: dict[str, str | int | float | bool], status: Status,
+        attributes: dict[str, str | int | float | bool], status: Status, links: Links = (),
     ) -> Span:  # fmt: skip
         return Span(
             trace_id=entry.trace_id, span_id=ids[offset], parent_id=parent, name=name,
             kind=kind, start_ns=start, end_ns=end, function=entry.function, status=status,
             message=entry.error if status == "error" else None, attributes=attributes,
+            links=links,
         )  # fmt: skip
 
     spans = [
-        span(DELIVERY, entry.parent_id, name, kind, entry.start_ns, end, attributes, status),
+        span(DELIVERY, entry.parent_id, name, kind, entry.start_ns, end, attributes, status,
+             entry.links),
         span(INVOCATION, ids[DELIVERY], entry.function, "internal", began, end, invocation,
              failed),
     ]  # fmt: skip

@@ -19,7 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from nimbus.ops.tracing.expand import spans_of
 from nimbus.ops.tracing.spans import Entry, Span
@@ -68,9 +68,10 @@ class OtlpExport:
             start_time=span.start_ns,
             end_time=span.end_ns,
             instrumentation_scope=SCOPE,
+            links=[Link(_context(int(trace, 16), linked)) for trace, linked in span.links],
         )
 
 
 def _context(trace_id: int, span_id: str) -> SpanContext:
-    """Every span recorded is sampled: unsampled traces are not recorded at all."""
+    """Every span recorded or linked to is sampled: unsampled traces are not recorded at all."""
     return SpanContext(trace_id, int(span_id, 16), is_remote=False, trace_flags=SAMPLED)

@@ -16,6 +16,8 @@ import msgspec
 SpanKind = Literal["server", "client", "producer", "consumer", "internal"]
 Status = Literal["unset", "error"]
 Attributes = dict[str, str | int | float | bool]
+Links = tuple[tuple[str, str], ...]
+"""Span links: the (trace id, span id) of each context a span links to."""
 
 
 class Span(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +34,8 @@ class Span(msgspec.Struct, frozen=True, kw_only=True):
     message: str | None = None
     """Why it failed, with status error."""
     attributes: Attributes = {}
+    links: Links = ()
+    """Other spans it is causally related to: a batch's delivery links to each record's."""
 
 
 class InvocationEntry(msgspec.Struct, array_like=True, frozen=True, tag="invocation"):
@@ -63,6 +67,9 @@ class InvocationEntry(msgspec.Struct, array_like=True, frozen=True, tag="invocat
     error_type: str | None
     http: tuple[str, str, str, int] | None
     """method, path, route and the status answered, for an HTTP request."""
+    links: Links = ()
+    """The contexts of the batch's other records, which its delivery span links to (last, with
+    a default, so that entries stored before it existed still decode)."""
 
 
 class CallEntry(msgspec.Struct, array_like=True, frozen=True, tag="call"):

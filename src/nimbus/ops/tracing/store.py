@@ -11,11 +11,17 @@ trace is found by scanning those (tens of ms for the default bound).
 
 A trace's entries arrive over time (a queue hop later, a retry later), so traces are not
 stored as such: they are the entries that share a trace id, summed up when asked for.
+
+A batch's invocation is in the trace of one of its records and links to the others' (see
+invocations.py). Reading a trace also finds the invocations that link to it, in the same scan
+(the trace id appears in their stored bytes), and shows what they did in their own trace: so
+each record's trace shows the invocation that processed it, and writes stay one append.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,7 @@ import msgspec
 
 from nimbus.ops.database import Database
 from nimbus.ops.tracing.expand import spans_of
-from nimbus.ops.tracing.spans import Entry, Span
+from nimbus.ops.tracing.spans import Entry, InvocationEntry, Span
 
 FILE = "traces.db"
 SCHEMA = """
@@ -37,6 +43,8 @@ NEWEST = "seq > (SELECT COALESCE(MAX(seq), 0) FROM entries) - ?"
 """The condition that keeps a read to the newest `keep` entries."""
 PRUNE = f"DELETE FROM entries WHERE NOT ({NEWEST})"
 COUNT = f"SELECT COUNT(*) FROM entries WHERE NOT ({NEWEST})"
+FIND = f"SELECT trace_id, entry FROM entries WHERE (trace_key = ? OR instr(entry, ?)) AND {NEWEST}"
+"""A trace's entries and those that may link to it (its id is in their bytes), in one scan."""
 PAGE = 1000  # entries read at a time, newest first, to find the latest traces
 MAX_SEQUENCE = 2**63 - 1  # SQLite's largest integer
 _encoder = msgspec.msgpack.Encoder()
@@ -81,11 +89,24 @@ class TraceStore:
         found = await self._entries(list(ids)[:limit])
         return [summary(trace_id, spans_of(entries)) for trace_id, entries in found.items()]
 
-    async def spans(self, trace_id: str) -> list[dict[str, Any]]:
-        """Every span of the trace that is still kept, in the order they started."""
-        entries = (await self._entries([trace_id]))[trace_id]
-        spans = sorted(spans_of(entries), key=lambda span: span.start_ns)
-        return [span_json(span) for span in spans]
+    async def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """Every span of the trace that is still kept (`spans`), and the spans of other traces
+        linked to it (`linked`, see `linked_to`), each in the order they started; None when
+        neither is kept."""
+        rows = await self.db.read(FIND, (_key(trace_id), trace_id.encode(), self._keep))
+        own: list[Entry] = []
+        linking: set[str] = set()
+        for row in rows:
+            entry = _decoder.decode(row["entry"])
+            if row["trace_id"] == trace_id:
+                own.append(entry)
+            elif isinstance(entry, InvocationEntry) and any(t == trace_id for t, _ in entry.links):
+                linking.add(row["trace_id"])
+        others = await self._entries(sorted(linking))
+        linked = linked_to(trace_id, spans_of(chain.from_iterable(others.values())))
+        if not own and not linked:
+            return None
+        return {"trace_id": trace_id, "spans": _ordered(spans_of(own)), "linked": _ordered(linked)}
 
     async def _entries(self, ids: list[str]) -> dict[str, list[Entry]]:
         found: dict[str, list[Entry]] = {trace_id: [] for trace_id in ids}
@@ -105,6 +126,26 @@ def _key(trace_id: str) -> int:
     """The trace id's first 63 bits, as an integer: cheaper to compare in a scan than the text
     (a SQLite integer is signed)."""
     return int(trace_id[:16], 16) >> 1
+
+
+def linked_to(trace_id: str, spans: Iterable[Span]) -> list[Span]:
+    """Of `spans` (of other traces), those that link to a span of trace `trace_id` (a batch's
+    delivery that processed one of its records) and everything under them in their own trace."""
+    children: dict[tuple[str, str | None], list[Span]] = {}
+    pending: list[Span] = []
+    for span in spans:
+        if span.trace_id != trace_id:
+            children.setdefault((span.trace_id, span.parent_id), []).append(span)
+            if any(linked == trace_id for linked, _ in span.links):
+                pending.append(span)
+    found: dict[tuple[str, str], Span] = {}
+    while pending:
+        span = pending.pop()
+        key = (span.trace_id, span.span_id)
+        if key not in found:
+            found[key] = span
+            pending += children.get(key, [])
+    return list(found.values())
 
 
 def summary(trace_id: str, spans: Sequence[Span]) -> dict[str, Any]:
@@ -142,4 +183,10 @@ def span_json(span: Span) -> dict[str, Any]:
         "status": span.status,
         "message": span.message,
         "attributes": span.attributes,
+        "links": [{"trace_id": trace, "span_id": linked} for trace, linked in span.links],
     }
+
+
+def _ordered(spans: Iterable[Span]) -> list[dict[str, Any]]:
+    """The spans as the admin API shows them, in the order they started."""
+    return [span_json(span) for span in sorted(spans, key=lambda span: span.start_ns)]

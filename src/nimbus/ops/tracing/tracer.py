@@ -5,6 +5,7 @@ when configured, to the OTLP exporter's thread. The hot path only appends to a l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,11 @@ class Tracer:
             self._export = OtlpExport(self._config.endpoint, service_name)
 
     def invocation(
-        self, trigger: str, traceparent: str | None, http: HttpEvent | None
+        self, trigger: str, traceparent: str | None, http: HttpEvent | None, links: Sequence[str]
     ) -> InvocationSpans | None:
-        """The spans of an invocation starting now (None: its trace is not sampled)."""
-        return begin(self.record, self._sampler, trigger, traceparent, http)
+        """The spans of an invocation starting now (None: its trace is not sampled); `links`:
+        a batch's record contexts, which its delivery links to."""
+        return begin(self.record, self._sampler, trigger, traceparent, http, links)
 
     async def service_call(
         self, function: str, kind: str, resource: str, op: Any, traceparent: str, run: Run

@@ -28,22 +28,47 @@ def trace_table(traces: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def span_tree(trace_id: str, spans: Sequence[dict[str, Any]]) -> Tree:
+def span_tree(
+    trace_id: str, spans: Sequence[dict[str, Any]], linked: Sequence[dict[str, Any]] = ()
+) -> Tree:
     """The spans under their parents, each parent's children in the order they started; a span
-    whose parent is not here (outside the platform, or no longer kept) is a root."""
-    ids = {span["span_id"] for span in spans}
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for span in sorted(spans, key=lambda span: span["start"]):
-        parent = span["parent_id"] if span["parent_id"] in ids else None
-        children.setdefault(parent, []).append(span)
-    origin = min((span["start"] for span in spans), default=0.0)
+    whose parent is not here (outside the platform, or no longer kept) is a root. `linked`:
+    spans of other traces (a batch that processed one of this trace's messages, and what it
+    did); each of their roots hangs under the span of this trace it links to, marked."""
+    everything = sorted([*spans, *linked], key=lambda span: span["start"])
+    kept = {_key(span) for span in everything}
+    children: dict[Key | None, list[dict[str, Any]]] = {}
+    for span in everything:
+        children.setdefault(_parent(span, trace_id, kept), []).append(span)
+    origin = min((span["start"] for span in spans or linked), default=0.0)
     tree = Tree(f"trace [bold]{trace_id}[/bold]", highlight=False)
     pending = [(tree, span) for span in children.get(None, [])]
     while pending:
         node, span = pending.pop(0)
-        branch = node.add(_label(span, origin), highlight=False)
-        pending += [(branch, child) for child in children.get(span["span_id"], [])]
+        label = _label(span, origin)
+        if span["trace_id"] != trace_id and (span["trace_id"], span["parent_id"]) not in kept:
+            label += f" [magenta](linked, in trace {span['trace_id']})[/magenta]"
+        branch = node.add(label, highlight=False)
+        pending += [(branch, child) for child in children.get(_key(span), [])]
     return tree
+
+
+Key = tuple[str, str]
+"""A span's trace and span ids."""
+
+
+def _key(span: dict[str, Any]) -> Key:
+    return span["trace_id"], span["span_id"]
+
+
+def _parent(span: dict[str, Any], trace_id: str, kept: set[Key]) -> Key | None:
+    """The span it hangs under: its parent when that is kept; for a span of another trace, else
+    the span of trace `trace_id` it links to; None (a root) when neither is kept."""
+    candidates = [(span["trace_id"], span["parent_id"])]
+    if span["trace_id"] != trace_id:
+        links = [link for link in span.get("links", ()) if link["trace_id"] == trace_id]
+        candidates += [(trace_id, link["span_id"]) for link in links]
+    return next((key for key in candidates if key in kept), None)
 
 
 def _label(span: dict[str, Any], origin: float) -> str:
