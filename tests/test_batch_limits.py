@@ -126,6 +126,21 @@ def send(limits: Harness, queue: str, bodies: list[str]) -> None:
     assert sent["failed"] == [], sent
 
 
+def test_a_queue_batch_whose_event_is_over_the_limit_runs_in_parts(limits: Harness) -> None:
+    """Eight messages of 700 KB of double quotes: their bodies (5.6 MB) fit one batch, but in
+    the event each quote is escaped, 11.2 MB in all; the batch runs in parts, each under the
+    limit, and every message is processed once."""
+    limits.ok({"op": "send_quoted", "count": 8, "size": 700_000})
+
+    def all_in(batches: list[Record]) -> bool:
+        return sorted(p for batch in batches for p in batch["places"]) == list(range(8))
+
+    batches = limits.wait_records("on_quoted", all_in, "the eight quoted messages")
+    assert sorted(p for batch in batches for p in batch["places"]) == list(range(8))
+    assert all(batch["size"] <= MAX_BATCH_BYTES for batch in batches), batches
+    assert len(batches) >= 2
+
+
 def test_a_queue_item_reason_is_its_dead_letters_last_error(limits: Harness) -> None:
     """`payments` dead-letters by itself (max_receives=2): the reason is the message's last
     error, as `nimbus dlq show` shows it."""

@@ -21,6 +21,7 @@ ledger_failures = app.queue("ledger_failures")
 payments = app.queue("payments", max_receives=2)  # keeps its own dead letters
 charges = app.queue("charges")
 sloppy = app.queue("sloppy")
+quoted = app.queue("quoted", max_message_bytes=MIB)
 
 
 @app.on_stream(big, batch_size=100, start="oldest", environment=ENV, memory_mb=1024, timeout=60)
@@ -47,6 +48,22 @@ def on_ledger(batch: nimbus.StreamBatch) -> nimbus.BatchResult:
         if data.get("unbalanced"):
             result.fail(entry.id, f"entry {data['n']} does not balance")
     return result
+
+
+@app.on_queue(
+    quoted, batch_size=10, batching_window=2, environment=ENV, memory_mb=1024, timeout=60
+)  # fmt: skip
+def on_quoted(batch: nimbus.QueueBatch) -> None:
+    """Records each batch: its messages' places and how many bytes its event took."""
+    places = [int(m.attributes["place"]) for m in batch]
+    record("on_quoted", places=places, size=len(msgspec.json.encode(batch)))
+
+
+def _send_quoted(op: dict[str, Any]) -> Any:
+    """`count` messages of `size` double quotes each: each quote is two bytes in JSON."""
+    body = '"' * op["size"]
+    for place in range(op["count"]):
+        nimbus.Queue("quoted").send(body, attributes={"place": str(place)})
 
 
 @app.on_queue(payments, environment=ENV, failure=nimbus.FailurePolicy(backoff=0.05))
@@ -93,8 +110,9 @@ def _document(op: dict[str, Any]) -> bool:
 
 
 @app.function(
-    uses=[big, documents, ledger, ledger_failures, payments, charges, sloppy], memory_mb=1024,
-    timeout=60,
+    uses=[big, documents, ledger, ledger_failures, payments, charges, sloppy, quoted],
+    memory_mb=1024, timeout=60,
 )  # fmt: skip
 def produce(event: dict[str, Any]) -> list[dict[str, Any]]:
-    return run_ops(event["ops"], {"put_sized": _put_sized, "document": _document})
+    extra = {"put_sized": _put_sized, "document": _document, "send_quoted": _send_quoted}
+    return run_ops(event["ops"], extra)

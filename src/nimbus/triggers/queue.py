@@ -149,28 +149,39 @@ class QueuePoller(TriggerRunner):
             await self._give_up(
                 message, too_old(self.max_age, "the message is"), "EventAgeExceeded"
             )
-        if not fresh:
+        if fresh:
+            await self._invoke(fresh)
+
+    async def _invoke(self, batch: list[Message]) -> None:
+        """Run the handler on `batch` and settle each message. A batch whose event turns out
+        over the payload limit (its bodies are under it, but escaping and the envelope add to
+        them) runs as two halves, one after the other in this lane, so a FIFO group keeps its
+        order."""
+        payload = self._event(batch)
+        if len(payload) > MAX_BATCH_BYTES and len(batch) > 1:
+            await self._invoke(batch[: len(batch) // 2])
+            await self._invoke(batch[len(batch) // 2 :])
             return
         invocation = await self.platform.invoker.invoke(
-            self.name, trigger=self.source, payload=self._event(fresh), wait=True,
-            traceparent=next((m.traceparent for m in fresh if m.traceparent), None),
-            links=[m.traceparent for m in fresh if m.traceparent],
+            self.name, trigger=self.source, payload=payload, wait=True,
+            traceparent=next((m.traceparent for m in batch if m.traceparent), None),
+            links=[m.traceparent for m in batch if m.traceparent],
         )  # fmt: skip
         error = invocation.error
-        failed: dict[str, str | None] = dict.fromkeys(m.id for m in fresh)
+        failed: dict[str, str | None] = dict.fromkeys(m.id for m in batch)
         if error is None:
             try:
-                failed = self.failures(invocation.result.value, [m.id for m in fresh])
+                failed = self.failures(invocation.result.value, [m.id for m in batch])
             except InvalidBatchResponse as malformed:  # the whole batch failed
                 error = ErrorInfo("Handler", "InvalidBatchResponse", malformed.message)
-        self._acks.add([m.receipt for m in fresh if m.id not in failed])
-        for message in (m for m in fresh if m.id in failed):
+        self._acks.add([m.receipt for m in batch if m.id not in failed])
+        for message in (m for m in batch if m.id in failed):
             await self._retry(message, error or item_failed("this message", failed[message.id]))
         if not failed and self.policy.on_success is not None:
             await self.platform.failures.succeeded(
                 self.policy, function=self.name, request_id=invocation.record.id,
-                payload=self._event(fresh), result=invocation.result.value,
-                attempts=max(m.receive_count for m in fresh), traceparent=invocation.traceparent,
+                payload=payload, result=invocation.result.value,
+                attempts=max(m.receive_count for m in batch), traceparent=invocation.traceparent,
             )  # fmt: skip
 
     async def _retry(self, message: Message, error: ErrorInfo) -> None:
