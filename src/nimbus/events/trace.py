@@ -7,6 +7,7 @@ here raises on a malformed value: it is ignored, and a new trace starts, as the 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -45,6 +46,13 @@ def parse(traceparent: object) -> TraceParent | None:
     """
     if not isinstance(traceparent, str):
         return None
+    return _parse(traceparent)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(traceparent: str) -> TraceParent | None:
+    """`parse` of a string, remembered: the records of a batch, and the messages one call
+    sent, mostly share one context."""
     value = traceparent.strip(" \t")
     found = _FIELDS.match(value)
     if found is None:

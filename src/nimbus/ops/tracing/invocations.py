@@ -43,8 +43,8 @@ def begin(
     """The spans of an invocation starting now, continuing `traceparent` (or an HTTP request's
     `traceparent` header); a new trace without one, if `sampler` picks it. None when the trace
     is not sampled: as OpenTelemetry's parent-based sampling, a caller's trace that is not
-    sampled is not recorded either. `links`: the contexts of a batch's records, which its
-    delivery links to (see `links_of`)."""
+    sampled is not recorded either. `links`: the contexts of a batch's records, the one it
+    continues among them, which its delivery links to (see `links_of`)."""
     if traceparent is None and http is not None:
         traceparent = _header(http, b"traceparent")
     parent = parse_traceparent(traceparent)
@@ -58,7 +58,7 @@ def begin(
     else:
         trace_id, parent_id, flags = parent.trace_id, parent.span_id, parent.flags & KNOWN_FLAGS
         bits = random_bits(64)
-    linked = links_of(parent, links) if links else ()
+    linked = links_of(parent, links) if len(links) > 1 else ()  # one: the parent itself
     return InvocationSpans(record, trigger, http, trace_id, parent_id, bits, flags, linked)
 
 
