@@ -485,6 +485,23 @@ async def test_fifo_delivers_each_group_in_order_one_batch_in_flight_at_a_time(
     assert await bodies(queues, "orders") == ["a2"]
 
 
+async def test_deleting_a_fifo_groups_head_wakes_a_long_poll_waiting_for_the_group(
+    queues: Queues,
+) -> None:
+    """A trigger long-polls a FIFO queue whose only group is in flight; the delete that ends
+    the batch lets the group's next message through at once, not when the poll times out
+    (a regression: a group ran one batch per poll wait). The bound is the poll's own wait:
+    a liveness check, generous enough for any machine."""
+    await queues.send("orders", "a0", group="a")
+    await queues.send("orders", "a1", group="a")
+    [head] = await queues.receive("orders", 1)
+    poll = asyncio.ensure_future(queues.receive("orders", 1, wait=20))
+    await queues.delete_message("orders", head.receipt)
+    done, _ = await asyncio.wait([poll], timeout=15)
+    assert done, "the long poll was not woken by the delete that freed its group"
+    assert [m.body for m in poll.result()] == ["a1"]
+
+
 async def test_fifo_serves_the_group_with_the_oldest_head_first(queues: Queues) -> None:
     for body, group in [("x0", "x"), ("y0", "y"), ("x1", "x"), ("z0", "z"), ("y1", "y")]:
         await queues.send("orders", body, group=group)

@@ -584,6 +584,8 @@ class EmbeddedQueues:
         counts = await self._db.transaction(steps)
         if target is not None:
             self._notify(target)
+        if queue.spec.fifo and (plan.expired or plan.dead):
+            self._notify(queue.spec.name)  # their groups' next messages may be ready now
         self._report_dead_letters(queue, target, plan.dead_rows)
         taken = plan.take
         if seqs and counts[-1] < len(seqs):  # some went meanwhile (deleted, released, purged)
@@ -665,6 +667,8 @@ class EmbeddedQueues:
         if queue.spec.fifo:
             steps.extend(_heads_removed(queue.id, seqs))
         deleted = (await self._db.transaction(steps))[0]
+        if queue.spec.fifo and deleted:
+            self._notify(queue.spec.name)  # their groups' next messages are ready now
         if deleted < len(parsed):
             errors.update(await self._diagnose(queue, parsed, now))
         return errors
@@ -806,8 +810,8 @@ class EmbeddedQueues:
         if queue.spec.fifo:
             steps.extend(_heads_removed(queue.id, seqs))
         counts = await self._db.transaction(steps)
-        for target in by_target:
-            self._notify(target)
+        for target in [*by_target, *([queue.spec.name] if queue.spec.fifo else [])]:
+            self._notify(target)  # and a FIFO source's groups, which the move unblocked
         return counts[dropped]
 
     def _moved_to(self, target: _Queue, queue: _Queue, seqs: list[int], now: float) -> list[Step]:
