@@ -15,6 +15,34 @@ from conftest import APPS, ROOT, Platform
 from nimbus.ids import short_id
 
 HELLO = ROOT / "examples" / "hello"
+RELOADING = """\
+name: reloading
+queues:
+  jobs:
+functions:
+  hello:
+    handler: handlers:hello
+    max_instances: 1
+    triggers:
+      - {method: GET, path: /hello}
+  work:
+    handler: handlers:work
+    max_instances: 1
+    triggers:
+      - {type: queue, queue: jobs}
+"""
+HANDLERS = """\
+VERSION = "v1"
+
+
+def hello(request):
+    return VERSION
+
+
+def work(batch):
+    for message in batch.messages:
+        print(f"{VERSION} got {message.body}")
+"""
 
 
 def nimbus(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,6 +57,23 @@ def nimbus(*args: str, url: str | None = None) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+
+
+def one_line(text: str) -> str:
+    """The CLI's error as one line: the terminal's width may have wrapped it anywhere."""
+    return " ".join(text.split())
+
+
+def save(path: Path, text: str) -> None:
+    """Save as editors do, the new text in place at once: a reload never reads half a file."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def logged(platform: Platform, function: str, text: str) -> bool:
+    entries = platform.http.get("/_nimbus/logs", params={"function": function}).json()
+    return any(text in entry["message"] for entry in entries)
 
 
 def test_invoke_prints_the_result(basic: Platform) -> None:
@@ -73,7 +118,7 @@ def test_invocations_and_logs_commands(basic: Platform) -> None:
 
 def test_bad_input_gets_a_clear_error_and_no_traceback(basic: Platform) -> None:
     bad_json = basic.cli("invoke", "echo", "--data", "{nope")
-    assert bad_json.returncode == 1
+    assert bad_json.returncode == 2
     assert "--data is not valid JSON" in bad_json.stderr
     missing = basic.cli("invoke", "nope")
     assert missing.returncode == 4
@@ -102,6 +147,44 @@ def test_spec_prints_the_resolved_spec_and_refuses_bad_apps(tmp_path: Path) -> N
     )
     assert "Traceback" not in result.stderr
     assert nimbus("spec", str(tmp_path / "missing.py")).returncode == 2
+
+
+def test_spec_plan_and_deploy_refuse_handlers_that_cannot_run(
+    basic: Platform, tmp_path: Path
+) -> None:
+    """Each handler is imported as its instances will import it (with the function's
+    environment): a missing one, or a sync one with concurrency > 1, is refused with the file,
+    line and field before anything is sent, instead of failing every invocation."""
+    (tmp_path / "handlers.py").write_text(
+        "import os\n\nGREETING = os.environ['GREETING']  # the function's own variable\n\n\n"
+        "def hello(event):\n    return GREETING\n"
+    )
+    manifest = tmp_path / "nimbus.yaml"
+    valid = "name: checked\nfunctions:\n  hello:\n    handler: handlers:hello\n"
+    valid += "    environment: {GREETING: hi}\n"
+    manifest.write_text(valid)
+    assert nimbus("spec", str(manifest)).returncode == 0
+    manifest.write_text(
+        valid
+        + "  typo:\n    handler: handlers:nope\n"
+        + "  crowded:\n    handler: handlers:hello\n    concurrency: 4\n"
+    )
+    expected = [
+        f"{manifest}:7: functions.typo.handler: AttributeError: "
+        "module 'handlers' has no attribute 'nope'",
+        f"{manifest}:10: functions.crowded.concurrency: "
+        "concurrency > 1 needs an `async def` handler",
+    ]
+    for result in (
+        nimbus("spec", str(manifest)),
+        basic.cli("plan", str(manifest)),
+        basic.cli("deploy", str(manifest)),
+    ):
+        assert result.returncode == 2
+        for line in expected:
+            assert line in one_line(result.stderr)
+        assert "Traceback" not in result.stderr
+    assert basic.http.get("/_nimbus/spec").json()["name"] == "basic"
 
 
 def test_plan_then_deploy_is_idempotent(launch: Callable[..., Platform], tmp_path: Path) -> None:
@@ -148,11 +231,47 @@ def test_up_reloads_when_the_code_changes(launch: Callable[..., Platform], tmp_p
     platform.wait_for(
         lambda: platform.invoke("add", {"a": 2, "b": 5})["result"] == 10, "the reload"
     )
-    source.write_text(source.read_text() + "\nthis is not python\n")
+    broken_line = len(source.read_text().splitlines()) + 2
+    source.write_text(source.read_text() + "\ndef broken(:\n")
     platform.wait_for(
         lambda: "reload failed" in platform.output(), "the failed reload to be reported"
     )
     assert platform.invoke("add", {"a": 2, "b": 5})["result"] == 10  # the previous version runs on
+    assert f"{source}:{broken_line}: importing the app failed: SyntaxError" in platform.output()
+    assert "importlib" not in platform.output()  # the line of the user's code, not of its reader
+
+
+def test_up_keeps_a_manifest_app_running_when_a_handler_module_breaks(
+    launch: Callable[..., Platform], tmp_path: Path
+) -> None:
+    """A reload imports each handler's module (in a process of its own, as at start): one that
+    no longer imports is refused, and the previous version serves on."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "nimbus.yaml").write_text(RELOADING)
+    source = app / "handlers.py"
+    source.write_text(HANDLERS)
+    platform = launch(app)
+    assert platform.http.get("/hello").text == "v1"
+    platform.cli("send", "jobs", "first", check=True)
+    platform.wait_for(lambda: logged(platform, "work", "v1 got first"), "the first message")
+    save(source, HANDLERS + "\ndef broken(:\n")
+    platform.wait_for(lambda: "reload failed" in platform.output(), "the failed reload")
+    broken_line = len(HANDLERS.splitlines()) + 2
+    assert (
+        f"{app / 'nimbus.yaml'}:6: functions.hello.handler: importing handlers failed: "
+        f"{source}:{broken_line}: SyntaxError: invalid syntax"
+    ) in platform.output()
+    response = platform.http.get("/hello")
+    assert (response.status_code, response.text) == (200, "v1")
+    platform.cli("send", "jobs", "meanwhile", check=True)
+    platform.wait_for(lambda: logged(platform, "work", "v1 got meanwhile"), "the message")
+    records = platform.http.get("/_nimbus/invocations", params={"function": "work"}).json()
+    assert {record["outcome"] for record in records} == {"success"}
+    assert platform.cli_json("dlq", "ls") == []
+    save(source, HANDLERS.replace('"v1"', '"version 2"'))
+    platform.wait_for(lambda: platform.http.get("/hello").text == "version 2", "the fixed reload")
+    assert platform.output().count("nimbus: reload failed") == 1
 
 
 def test_up_refuses_a_bad_app_with_a_clear_error(tmp_path: Path) -> None:
@@ -162,6 +281,22 @@ def test_up_refuses_a_bad_app_with_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "name" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_refuses_a_manifest_whose_handler_module_does_not_import(tmp_path: Path) -> None:
+    """As an app.py that does not import: nothing starts, the error names where it failed."""
+    source = tmp_path / "handlers.py"
+    source.write_text("def hello(event):\n    return 'hi'\n\ndef broken(:\n")
+    manifest = tmp_path / "nimbus.yaml"
+    manifest.write_text("name: broken\nfunctions:\n  hello:\n    handler: handlers:hello\n")
+    result = nimbus("up", str(tmp_path), "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert (
+        f"{manifest}:4: functions.hello.handler: importing handlers failed: "
+        f"{source}:4: SyntaxError: invalid syntax"
+    ) in one_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "d" / "platform.db").exists()
 
 
 def test_up_on_a_taken_port_is_a_clear_error(basic: Platform, tmp_path: Path) -> None:

@@ -353,6 +353,29 @@ def test_malformed_operations_are_refused_and_change_nothing(platform: Platform)
     assert platform.http.get("/_nimbus/buckets/uploads/objects/m").status_code == 404
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""JSON nested too deeply to decode: malformed JSON, as QA's fresh clone sent it."""
+
+
+def test_json_nested_too_deeply_is_refused_as_malformed_everywhere(platform: Platform) -> None:
+    route = platform.http.post("/echo", content=DEEP)
+    assert route.status_code == 400, route.text
+    assert route.json()["error"] == "the request body is not valid JSON: JSON is nested too deeply"
+    publish = b'{"type": "topic.publish", "data": ' + DEEP + b"}"
+    for path, body, what in (
+        ("/_nimbus/functions/add/invoke", DEEP, "the event"),
+        ("/_nimbus/resources/events", publish, "the operation"),
+    ):
+        answer = platform.http.post(path, content=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json() == {
+            "error": f"{what} is not valid JSON: JSON is nested too deeply",
+            "type": "InvalidRequest",
+        }
+    assert platform.http.post("/echo", json=[[1]]).json() == [[1]]
+    assert "RecursionError" not in platform.output()
+
+
 # The platform API's token
 
 
@@ -423,7 +446,7 @@ def test_nimbus_up_takes_its_token_from_the_environment(
 
 def test_nimbus_up_refuses_a_token_that_cannot_be_sent(platform: Platform, tmp_path: Path) -> None:
     result = platform.cli("up", str(APP), "--token", "has space", "--data-dir", str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "platform token" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []  # refused before anything started
 

@@ -18,6 +18,8 @@ from nimbus.client import Client
 from nimbus.services import table
 
 APP = APPS / "client_app.py"
+DEEP = "[" * 60_000 + "]" * 60_000
+"""JSON nested too deeply to decode (and short enough for one command-line argument)."""
 
 
 @pytest.fixture(scope="module")
@@ -141,22 +143,32 @@ def test_invoke_wait_on_a_failing_function_exits_non_zero(platform: Platform) ->
     [
         (("send", "ghost", "boo"), 4, "no resource named 'ghost'"),
         (("send", "customers", "boo"), 2, "'customers' is a table, not a queue"),
-        (("publish", "events", "{not json"), 1, "DATA is not valid JSON"),
-        (("send", "orders", "x", "--attribute", "novalue"), 1, "--attribute takes NAME=VALUE"),
+        (("publish", "events", "{not json"), 2, "DATA is not valid JSON"),
+        (("send", "orders", "x", "--attribute", "novalue"), 2, "--attribute takes NAME=VALUE"),
         (("item", "customers", '{"id": "nobody"}'), 4, "has no item"),
         (("item", "customers", '{"name": "c1"}'), 2, "key"),
+        (("item", "customers", "notjson"), 2, "KEY is not valid JSON"),
         (("get", "uploads", "missing.bin"), 4, "has no object 'missing.bin'"),
-        (("put", "uploads", "k", "/no/such/file"), 1, "/no/such/file is not a file"),
+        (("put", "uploads", "k", "/no/such/file"), 2, "/no/such/file is not a file"),
         (("put", "small", "k", str(APP)), 2, "max_object_bytes"),
-        (("invoke", "add", "--id", "x"), 1, "add --async or --wait"),
+        (("invoke", "add", "--id", "x"), 2, "add --async or --wait"),
+        (("invoke", "add", "--data", "{bad"), 2, "--data is not valid JSON: JSON is malformed"),
+        (("invoke", "add", "--data", DEEP), 2, "--data is not valid JSON: JSON is nested too"),
+        (("invocations", "--limit", "0"), 2, "limit must be a whole number from 1 to 1000"),
+        (("logs", "--limit", "100000"), 2, "limit must be a whole number from 1 to 1000"),
+        (("dlq", "ls", "--limit", "0"), 2, "limit must be a whole number from 1 to 1000"),
+        (("logs", "--level", "LOUD"), 2, "level 'LOUD' is not one of"),
+        (("usage", "--by", "foo"), 2, "by must be one of all, function, resource"),
     ],
 )
 def test_bad_input_is_a_clean_error(
     platform: Platform, args: tuple[str, ...], code: int, message: str
 ) -> None:
+    """Invalid input exits 2 (docs/client.md), with one line on stderr."""
     result = platform.cli(*args)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -732,7 +732,8 @@ def test_a_response_without_a_content_type_is_json_and_may_have_no_body() -> Non
     ("value", "body"),
     [
         ({"message": "Hello from Lambda!"}, b'{"message":"Hello from Lambda!"}'),
-        ("Hello from Lambda!", b"Hello from Lambda!"),
+        ("Hello from Lambda!", b"Hello from Lambda!"),  # as the AWS documentation has it
+        ('{"made": true}', b'{"made": true}'),  # what `return json.dumps(data)` means
         ([1, 2], b"[1,2]"),
         (7, b"7"),
         (None, b"null"),

@@ -65,6 +65,24 @@ def test_malformed_json_is_400_and_the_instance_survives(basic: Platform) -> Non
     assert basic.http.post("/json", json=1).json() == {"got": 1}
 
 
+def test_routes_match_the_raw_path_and_decode_each_segment(basic: Platform) -> None:
+    """As API Gateway: an encoded slash stays inside its segment, whose parameter gets it
+    decoded; `request.path` is the decoded path."""
+    assert basic.http.get("/hello/a%2Fb").json()["name"] == "a/b"
+    assert basic.http.get("/h%65llo/x%20y").json()["name"] == "x y"
+    encoded = basic.http.get("/paths/fixed%2Froute.txt").json()
+    assert encoded == {"params": {"name": "fixed/route"}, "path": "/paths/fixed/route.txt"}
+    unicode = basic.http.get("/paths/%F0%9F%8C%8D%3F.txt").json()
+    assert unicode["params"] == {"name": "\U0001f30d?"}
+    assert basic.http.get("/paths/fixed/route").json() == {
+        "params": {}, "path": "/paths/fixed/route",
+    }  # fmt: skip
+    for path in ("/paths/fixed%2Froute", "/hello/a/b", "/paths/a/b.txt"):
+        missing = basic.http.get(path)
+        assert missing.status_code == 404, path
+        assert "no route for GET" in missing.json()["error"]
+
+
 def test_unknown_route_is_404_and_wrong_method_is_405(basic: Platform) -> None:
     missing = basic.http.get("/nowhere")
     assert missing.status_code == 404

@@ -25,12 +25,15 @@ functions:
 """
 
 
-def _app(folder: Path) -> Path:
+def _broken(launch: Callable[..., Platform], folder: Path) -> Platform:
+    """A platform running handlers that cannot start (see `Platform.deploy_unchecked`)."""
     (folder / "hanging.py").write_text("import time\ntime.sleep(600)\ndef handler(e): return e\n")
     (folder / "failing.py").write_text("raise RuntimeError('cannot import')\n")
     manifest = folder / "nimbus.yaml"
     manifest.write_text(BROKEN)
-    return manifest
+    platform = launch(APPS / "lazy_app.py", "--no-reload")
+    platform.deploy_unchecked(manifest)
+    return platform
 
 
 def test_the_platform_replaces_a_dead_zygote(launch: Callable[..., Platform]) -> None:
@@ -47,7 +50,7 @@ def test_the_platform_replaces_a_dead_zygote(launch: Callable[..., Platform]) ->
 def test_a_handler_that_hangs_at_import_is_stopped_after_the_init_limit(
     launch: Callable[..., Platform], tmp_path: Path
 ) -> None:
-    platform = launch(_app(tmp_path), "--no-reload")
+    platform = _broken(launch, tmp_path)
     record = platform.invoke("hangs")
     assert (record["outcome"], record["error"]["type"]) == ("init_error", "InitTimeout")
     assert platform.functions()["hangs"]["instances"] == 0
@@ -56,7 +59,7 @@ def test_a_handler_that_hangs_at_import_is_stopped_after_the_init_limit(
 def test_queued_work_is_not_stranded_when_a_start_fails(
     launch: Callable[..., Platform], tmp_path: Path
 ) -> None:
-    platform = launch(_app(tmp_path), "--no-reload")
+    platform = _broken(launch, tmp_path)
     ids = [
         platform.http.post("/_nimbus/functions/fails/invoke?mode=async", json=n).json()["id"]
         for n in range(3)

@@ -202,7 +202,8 @@ def test_a_handler_that_cannot_be_loaded_reports_an_init_error(
         "  kept_warm:\n    handler: nowhere:handler\n    min_instances: 1\n"
     )
     (tmp_path / "lazy_app.py").write_text((APPS / "lazy_app.py").read_text())
-    platform = launch(app, "--no-reload")
+    platform = launch(APPS / "lazy_app.py", "--no-reload")
+    platform.deploy_unchecked(app)
     gone = platform.invoke("gone")
     assert (gone["outcome"], gone["error"]["type"]) == ("init_error", "ModuleNotFoundError")
     typo = platform.invoke("typo")

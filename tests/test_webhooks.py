@@ -217,6 +217,24 @@ def test_stripe_rotation_and_the_event_id_as_delivery(hooks: Platform) -> None:
     assert event["type"] == "checkout.session.completed"
 
 
+def test_a_body_nested_too_deeply_is_accepted_as_malformed_json_is(hooks: Platform) -> None:
+    """Reading a Stripe event's id from a body too deep to decode was a RecursionError (500):
+    it is malformed JSON, which has no id, so the delivery is named by its digest."""
+    body = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = post(hooks, "/hooks/stripe", body, stripe_headers([STRIPE_NEW], body))
+    assert response.status_code == 202, response.text
+    document = wait_status(hooks, response.json()["status_url"], finished, "the deep delivery")
+    assert document["result"]["event"].startswith("sha256:")
+
+
+def test_a_webhook_path_is_matched_on_the_raw_path(hooks: Platform) -> None:
+    """An encoded slash is no path separator, as for HTTP routes."""
+    body = b'{"zen": "raw"}'
+    answer = post(hooks, "/hooks%2Fgithub", body, github_headers(GH, body, "gh-raw"))
+    assert answer.status_code == 404
+    assert all(r["id"] != "gh-raw" for r in records(hooks, "github"))
+
+
 def test_generic_hmac_schemes(hooks: Platform, receiver: Receiver) -> None:
     body = b'{"type": "user.created", "data": {"id": 7}}'
     response = post(hooks, "/hooks/standard", body, standard_headers(STANDARD, body, "msg_1"))

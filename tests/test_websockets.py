@@ -127,6 +127,13 @@ def test_connect_refuses_with_the_handlers_status(platform: Platform) -> None:
     assert platform.http.get("/connections").json() == {"ids": []}
 
 
+def test_an_api_path_is_matched_on_the_raw_path_as_http_routes_are(platform: Platform) -> None:
+    """Each segment is decoded after the split: an encoded slash is no separator."""
+    with connect(ws_url(platform, "/rooms/lobb%79"), open_timeout=LIMIT) as client:
+        client.ping().wait(LIMIT)
+    assert refused(platform, "/rooms%2Flobby").response.status_code == 404
+
+
 # sending from functions
 
 

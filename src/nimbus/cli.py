@@ -17,8 +17,9 @@ from rich.table import Table
 from nimbus.client import Client, Invocation
 from nimbus.client.wire import async_params, invoke_path
 from nimbus.discovery import DEFAULT_DATA_DIR, locate
-from nimbus.errors import FunctionFailed, NimbusError, NotFound
+from nimbus.errors import FunctionFailed, InvalidRequest, NimbusError, NotFound
 from nimbus.ids import short_id
+from nimbus.json_input import decode_json
 from nimbus.ops.config import DEFAULT_LOG_LIMIT, DEFAULT_SAMPLE_INTERVAL, ops_config
 from nimbus.ops.tracing.config import (
     DEFAULT_KEEP,
@@ -177,7 +178,7 @@ def invoke(
     """Invoke FUNCTION with an event and print its result."""
     event = _json_argument(data, "--data")
     if job_id is not None and not (asynchronous or wait):
-        raise NimbusError("--id names an asynchronous invocation: add --async or --wait")
+        raise InvalidRequest("--id names an asynchronous invocation: add --async or --wait")
     client = _client(url, token)
     if wait:
         _wait_for(client.invoke_async(function, event, id=job_id), timeout, as_json)
@@ -225,9 +226,9 @@ def _wait_for(invocation: Invocation, timeout: float | None, as_json: bool) -> N
 
 def _json_argument(text: str, name: str) -> Any:
     try:
-        return msgspec.json.decode(text)
+        return decode_json(text)
     except msgspec.DecodeError as error:
-        raise NimbusError(f"{name} is not valid JSON: {error}") from None
+        raise InvalidRequest(f"{name} is not valid JSON: {error}") from None
 
 
 @app.command("status")
@@ -573,11 +574,16 @@ def dlq_redrive_queue(
     as_json: AsJson = False,
 ) -> None:
     """Move every message of a dead-letter queue back to the queue it came from."""
-    moved = _client(url, token).request("POST", f"/queues/{queue}/redrive")
+    redriven = _client(url, token).request("POST", f"/queues/{queue}/redrive")
     if as_json:
-        _print_json(moved)
-    else:
-        out.print(f"moved {moved['moved']} message(s) back to their queues")
+        _print_json(redriven)
+        return
+    out.print(f"moved {redriven['moved']} message(s) back to their queues")
+    if redriven["left"]:
+        out.print(
+            f"{redriven['left']} message(s) stay in {escape(queue)}: without a known source "
+            "queue, or in flight"
+        )
 
 
 Pairs = Annotated[list[str] | None, typer.Option(metavar="NAME=VALUE", show_default=False)]
@@ -639,7 +645,7 @@ def put(
     """Store FILE in BUCKET under KEY, streamed (a big file is never read whole)."""
     source = sys.stdin.buffer if file == "-" else Path(file)
     if isinstance(source, Path) and not source.is_file():
-        raise NimbusError(f"{file} is not a file")
+        raise InvalidRequest(f"{file} is not a file")
     handle, metadata = _client(url, token).bucket(bucket), _pairs(meta, "--meta")
     info = handle.upload_file(key, source, content_type=content_type, metadata=metadata)
     _print_object(info, as_json)
@@ -756,7 +762,7 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     for value in values or []:
         name, equals, text = value.partition("=")
         if not equals or not name:
-            raise NimbusError(f"{option} takes NAME=VALUE, not {value!r}")
+            raise InvalidRequest(f"{option} takes NAME=VALUE, not {value!r}")
         pairs[name] = text
     return pairs
 
@@ -769,7 +775,7 @@ def _key_value(text: str) -> Any:
     """A key value typed as JSON when it is a JSON string or number (`7`, `"7"`), else the
     text itself (`c1`)."""
     try:
-        value = msgspec.json.decode(text)
+        value = decode_json(text)
     except msgspec.DecodeError:
         return text
     return value if isinstance(value, str | int | float) and not isinstance(value, bool) else text
@@ -779,7 +785,8 @@ def main() -> None:
     try:
         app()
     except NimbusError as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error.message}", highlight=False)
+        errors = Console(stderr=True, soft_wrap=True)  # one line, however narrow the terminal
+        errors.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -105,7 +105,7 @@ class Controller:
             )
         )  # fmt: skip
         self.dead_letters = DeadLetters(
-            self.store, self.jobs, self.services.queues, self._queue_names, self._dead_letter_queues
+            self.store, self.jobs, self.services.queues, self._current_spec
         )
         self.metrics = Metrics(self) if metrics else None  # None: nimbus up --no-metrics
         self.invoker.on_record = self.metrics.invocations.observe if self.metrics else None
@@ -219,13 +219,6 @@ class Controller:
 
     def _current_spec(self) -> AppSpec | None:
         return self.spec
-
-    def _queue_names(self) -> list[str]:
-        return list(self.spec.queues) if self.spec else []
-
-    def _dead_letter_queues(self) -> set[str]:
-        queues = self.spec.queues.values() if self.spec else ()
-        return {q.dead_letter for q in queues if q.dead_letter is not None}
 
     def describe_functions(self) -> list[dict[str, Any]]:
         return [

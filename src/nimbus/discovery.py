@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import NamedTuple
 
-from nimbus.errors import NimbusError
+from nimbus.errors import InvalidRequest
 
 DISCOVERY_FILE = "platform.json"
 DEFAULT_DATA_DIR = Path(".nimbus")
@@ -38,7 +38,7 @@ def new_token() -> str:
 def check_token(token: str) -> str:
     """A token given to `nimbus up`: one that fits in an `Authorization: Bearer` header."""
     if not _TOKEN.fullmatch(token):
-        raise NimbusError(
+        raise InvalidRequest(
             "a platform token is letters, digits and - . _ ~ + / (then = padding), "
             f"with no spaces; got {len(token)} characters that are not that"
         )

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import msgspec
 
 from nimbus.errors import BadRequest
+from nimbus.json_input import decode_json
 
 
 class Headers(Mapping[str, str]):
@@ -73,7 +74,7 @@ class Request:
         if not self.body:
             raise BadRequest("the request body is empty; JSON was expected")
         try:
-            return msgspec.json.decode(self.body)
+            return decode_json(self.body)
         except msgspec.DecodeError as error:
             raise BadRequest(f"the request body is not valid JSON: {error}") from None
 

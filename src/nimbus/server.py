@@ -15,6 +15,7 @@ import uvicorn
 import watchfiles
 
 from nimbus import discovery
+from nimbus.compute.spawner import START_TIMEOUT
 from nimbus.controller import Controller
 from nimbus.edge.admin import create_admin
 from nimbus.edge.auth import TokenAuth
@@ -29,7 +30,8 @@ from nimbus.spec.websockets import MAX_MESSAGE_LIMIT
 
 
 async def extract_spec(target: str) -> AppSpec:
-    """Load the app in a separate process: user code never runs in the controller."""
+    """Load the app in a separate process: user code never runs in the controller. Its imports
+    get as long as the zygote's preloading does: code slower than that could not run anyway."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -38,7 +40,18 @@ async def extract_spec(target: str) -> AppSpec:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            out, err = await process.communicate()
+    except TimeoutError:
+        raise SpecError(
+            f"{target}: loading the app took over {START_TIMEOUT:g} s (does a module hang "
+            "when it is imported?)"
+        ) from None
+    finally:
+        if process.returncode is None:  # timed out, or the platform stops meanwhile
+            process.kill()
+            await process.wait()
     if process.returncode != 0:
         raise SpecError(err.decode(errors="replace").strip() or f"cannot load {target}")
     return AppSpec.model_validate_json(out)
@@ -153,16 +166,20 @@ def _url(host: str, port: int) -> str:
 
 async def _watch(target: str, controller: Controller) -> None:
     root = resolve_target(target).parent
+    reported = ""  # the last failure: an editor's save can come as two changes failing alike
     async for _ in watchfiles.awatch(root, watch_filter=_is_app_file):
         try:
             spec = await extract_spec(target)
             plan = await controller.apply(spec, code_changed=True)
         except Exception as error:  # keep watching: the next save may fix it
             message = error.message if isinstance(error, NimbusError) else repr(error)
-            sys.stderr.write(
-                f"nimbus: reload failed, still running the previous version:\n{message}\n"
-            )
+            if message != reported:
+                sys.stderr.write(
+                    f"nimbus: reload failed, still running the previous version:\n{message}\n"
+                )
+            reported = message
             continue
+        reported = ""
         sys.stderr.write(f"nimbus: reloaded ({_summary(plan.add, plan.change, plan.remove)})\n")
 
 

@@ -30,6 +30,13 @@ def hello(request: nimbus.Request, context: nimbus.Context) -> dict[str, Any]:
     }
 
 
+@app.http("GET", "/paths/fixed/route")
+@app.http("GET", "/paths/{name}.txt")
+def paths(request: nimbus.Request) -> dict[str, Any]:
+    """What routing made of the path: its parameters, beside the request's (decoded) path."""
+    return {"params": request.params, "path": request.path}
+
+
 @app.http("POST", "/json")
 def echo_json(request: nimbus.Request) -> Any:
     return {"got": request.json()}

@@ -65,3 +65,9 @@ def read_object(event: dict[str, str]) -> dict[str, Any]:
 @app.http("GET", "/ping")
 def ping(request: nimbus.Request) -> str:
     return "pong"
+
+
+@app.http("POST", "/echo")
+def echo(request: nimbus.Request) -> Any:
+    """The JSON body back: a malformed one answers 400 by itself."""
+    return request.json()

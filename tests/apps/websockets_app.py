@@ -14,6 +14,7 @@ chat = app.websocket("chat", path="/chat")
 log = app.table("log", key="id")
 pushes = app.queue("pushes")
 aws = app.websocket("aws", path="/aws", route_key="message.action")
+rooms = app.websocket("rooms", path="/rooms/lobby")  # no handlers: every client is welcome
 tight = app.websocket(
     "tight",
     path="/tight",

@@ -43,6 +43,7 @@ from nimbus.services.queue import (
     SendEntry,
     SendResult,
     Stats,
+    dead_letter_attributes,
     perform,
 )
 from nimbus.spec.resources import QueueSpec
@@ -637,6 +638,7 @@ async def test_exhausted_messages_move_to_the_dead_letter_queue_and_back_to_thei
     [listed] = await queues.moved_here("dlq")  # seen without being received
     assert (listed.id, listed.body, listed.attributes) == (sent.id, "poison", {"k": "v"})
     assert (listed.source, listed.last_error, listed.sent_at) == ("jobs", "boom 2", T0)
+    assert listed.receive_count == 2  # its receives in jobs, not in the dlq
     assert listed.dead_at == T0 + 5 and await queues.moved_here("jobs") == []
     dead = await one(queues, "dlq")
     assert await queues.moved_here("dlq") == []  # in flight: not listed
@@ -680,6 +682,35 @@ async def test_a_fifo_dead_letter_queue_keeps_the_group_and_unblocks_the_source(
     assert await queues.redrive_to_source("dead-pay") == 2
     assert await bodies(queues, "pay") == ["p0", "p1"]  # behind p2, which goes now
     assert await bodies(queues, "dead-pay") == ["p2"]
+
+
+async def test_a_message_a_trigger_dead_lettered_goes_back_to_its_source_as_it_was_sent(
+    queues: Queues,
+) -> None:
+    """A trigger's dead letter names its source queue in an attribute; redrive to source moves
+    it back without the attributes dead-lettering added. One without a source, or whose source
+    queue does not exist, or in flight, stays."""
+    await queues.create(QueueSpec(name="dlq"))
+    errors = {"RequestID": "r-1", "ErrorCode": "ValueError", "ErrorMessage": "bad"}
+    own = {"k": "v", "ErrorCodes": "kept"}
+    held = await queues.send("dlq", "held", attributes=dead_letter_attributes({}, "jobs", {}))
+    in_flight = await one(queues, "dlq")
+    assert in_flight.id == held.id
+    await queues.send(
+        "dlq", "failed", attributes=dead_letter_attributes(own, "jobs", errors), group="g-1",
+        traceparent=TRACEPARENT,
+    )  # fmt: skip
+    await queues.send("dlq", "stray", attributes=errors)
+    await queues.send("dlq", "orphan", attributes=dead_letter_attributes({}, "gone", errors))
+    assert await queues.moved_here("dlq") == []  # the queue service's own moves only
+    assert await queues.redrive_to_source("dlq") == 1
+    back = await one(queues, "jobs")
+    assert (back.body, back.attributes, back.group) == ("failed", own, "g-1")
+    assert (back.source, back.receive_count, back.traceparent) == (None, 1, TRACEPARENT)
+    await queues.change_visibility("dlq", in_flight.receipt, 0)
+    assert await queues.redrive_to_source("dlq", [held.id]) == 1
+    assert (await one(queues, "jobs", visibility_timeout=0)).attributes == {}
+    assert sorted(await bodies(queues, "dlq")) == ["orphan", "stray"]
 
 
 async def test_without_its_dead_letter_queue_a_message_goes_to_the_own_area(

@@ -3,6 +3,7 @@ times and, by hypothesis, against a minute-by-minute model of the wall clock."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -164,6 +165,7 @@ def test_invalid_rates_name_what_is_wrong(text: str, complaint: str) -> None:
         ),
         ("cron(0 0 1 1 ? 2030/2)", utc(2024, 1, 1), [utc(2030, 1, 1), utc(2032, 1, 1)]),
         ("cron(0 12 29 2 ? *)", utc(2024, 3, 1), [utc(2028, 2, 29, 12)]),
+        ("cron(0 9 ? * MON-MON *)", utc(2024, 1, 1, 10), [utc(2024, 1, 8, 9), utc(2024, 1, 15, 9)]),
     ],
 )
 def test_aws_cron_ticks(text: str, start: float, expected: list[float]) -> None:
@@ -216,6 +218,17 @@ def test_names_and_keywords_are_case_insensitive_in_fields() -> None:
         ("cron(H 9 * * ? *)", "minutes field 'H' is invalid"),
         ("cron(0 9 * * ? *)x", "is not rate(N unit)"),
         ("cron(0 9 * * ? !)", "year field '!' is invalid"),
+        ("cron(1-0 * * * ? *)", "minutes field '1-0' has the reversed range '1-0'"),
+        ("cron(0 22-2 * * ? *)", "hours field '22-2' has the reversed range"),
+        ("cron(0 9 ? * FRI-MON *)", "day-of-week field 'FRI-MON' has the reversed range"),
+        ("cron(0 9 ? * 7-1 *)", "day-of-week field '7-1' has the reversed range"),
+        ("cron(0 0 1 1 ? 2032-2030)", "year field '2032-2030' has the reversed range"),
+        (
+            "cron(0/61 * * * ? *)",
+            "minutes field '0/61' has a step of 61; steps there run from 1 to 60",
+        ),
+        ("cron(0 9 */32 * ? *)", "day-of-month field '*/32' has a step of 32"),
+        ("cron(0 9 1 */13 ? *)", "month field '*/13' has a step of 13"),
     ],
 )
 def test_invalid_aws_crons_name_what_is_wrong(text: str, complaint: str) -> None:
@@ -254,6 +267,9 @@ def test_invalid_aws_crons_name_what_is_wrong(text: str, complaint: str) -> None
         ),
         ("0 0 31 2 1", utc(2024, 2, 1), [utc(2024, 2, 5)]),  # never the 31st, but Mondays
         ("30 4 1,15 * *", utc(2024, 1, 2), [utc(2024, 1, 15, 4, 30), utc(2024, 2, 1, 4, 30)]),
+        # a range with equal ends is its one value (croniter alone reads 3-3 as every hour)
+        ("0 3-3 * * *", utc(2024, 1, 1), [utc(2024, 1, 1, 3), utc(2024, 1, 2, 3)]),
+        ("5-5/10 1 * * *", utc(2024, 1, 1), [utc(2024, 1, 1, 1, 5), utc(2024, 1, 2, 1, 5)]),
     ],
 )
 def test_unix_cron_ticks(text: str, start: float, expected: list[float]) -> None:
@@ -268,7 +284,14 @@ def test_unix_cron_ticks(text: str, start: float, expected: list[float]) -> None
         ("", "is not rate(N unit)"),
         ("every day", "is not rate(N unit)"),
         ("61 * * * *", "is invalid"),
-        ("*/0 * * * *", "is invalid"),
+        ("*/0 * * * *", "minutes field '*/0' has a step of 0; steps there run from 1 to 60"),
+        ("1-0 * * * *", "minutes field '1-0' has the reversed range '1-0'"),
+        ("*/61 * * * *", "minutes field '*/61' has a step of 61; steps there run from 1 to 60"),
+        ("5,10-20/61 * * * *", "minutes field '5,10-20/61' has a step of 61"),
+        ("0 */25 * * *", "hours field '*/25' has a step of 25; steps there run from 1 to 24"),
+        ("0 0 * NOV-FEB *", "month field 'NOV-FEB' has the reversed range 'NOV-FEB'"),
+        ("0 0 * * SAT-MON", "day-of-week field 'SAT-MON' has the reversed range"),
+        ("0 0 * * */8", "day-of-week field '*/8' has a step of 8; steps there run from 1 to 7"),
         ("0 0 31 2 *", "can never occur"),
         ("H * * * *", "minutes field 'H' is invalid"),
         ("R * * * *", "minutes field 'R' is invalid"),
@@ -279,6 +302,54 @@ def test_invalid_unix_crons_name_what_is_wrong(text: str, complaint: str) -> Non
     with pytest.raises(InvalidRequest) as raised:
         parse(text, "UTC")
     assert complaint in raised.value.message
+
+
+MinuteItem = tuple[int | None, int | None, int | None]
+"""An item of a minutes field: its start (None: `*`), the end of its range, its step."""
+
+minute_items = st.tuples(
+    st.one_of(st.none(), st.integers(0, 59)),
+    st.one_of(st.none(), st.integers(0, 59)),
+    st.one_of(st.none(), st.integers(0, 70)),
+)
+
+
+def minute_item_text(item: MinuteItem) -> str:
+    start, end, step = item
+    span = "*" if start is None else str(start) if end is None else f"{start}-{end}"
+    return span if step is None else f"{span}/{step}"
+
+
+def minute_item_values(item: MinuteItem) -> set[int] | None:
+    """The minutes an item stands for; None when it must be refused: a reversed range, or a
+    step that is not from 1 to 60."""
+    start, end, step = item
+    if step is not None and not 1 <= step <= 60:
+        return None
+    if start is None:
+        return set(range(0, 60, step or 1))
+    if end is None:
+        return set(range(start, 60, step)) if step else {start}
+    return set(range(start, end + 1, step or 1)) if start <= end else None
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(minute_items, min_size=1, max_size=3), aws=st.booleans())
+def test_a_minutes_field_is_refused_exactly_when_invalid_and_else_ticks_on_its_values(
+    items: list[MinuteItem], aws: bool
+) -> None:
+    field = ",".join(map(minute_item_text, items))
+    text = f"cron({field} * * * ? *)" if aws else f"{field} * * * *"
+    meanings = [minute_item_values(item) for item in items]
+    if None in meanings:
+        with pytest.raises(InvalidRequest, match=f"the minutes field '{re.escape(field)}' has"):
+            parse(text, "UTC")
+        return
+    expected = sorted(set().union(*filter(None, meanings)))
+    hour = utc(2024, 1, 1)
+    fired = ticks(parse(text, "UTC"), hour - 1, len(expected))
+    assert [datetime.fromtimestamp(tick, UTC).minute for tick in fired] == expected
+    assert hour <= fired[0] and fired[-1] < hour + HOUR
 
 
 # --- time zones and DST ----------------------------------------------------------------------

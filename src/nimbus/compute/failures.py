@@ -5,6 +5,11 @@ platform's own dead letters, which `nimbus dlq` lists and re-drives.
 Records follow the shape AWS Lambda documents for destinations (requestContext, requestPayload,
 responseContext, responsePayload), so a consumer written for Lambda reads them unchanged.
 
+A dead-letter target gets the failed event with Lambda's error attributes; but a queue message a
+queue trigger gave up reaches a dead-letter queue or topic as it was sent (its body and
+attributes, as SQS's redrive moves it), not inside the trigger's event: a dead-letter queue can
+re-drive it to its source.
+
 What goes to a destination or dead-letter target carries the trace context of the invocation
 that succeeded or failed (or, for an event given up without it, the event's own), so that it
 continues that trace.
@@ -27,7 +32,9 @@ from nimbus.ids import new_id
 from nimbus.ops.logs import LogSink
 from nimbus.ops.store import DeadLetter, Store
 from nimbus.services.catalog import ServiceSet
+from nimbus.services.queue import ERROR_ATTRIBUTES, Message, dead_letter_attributes
 from nimbus.spec.model import AppSpec, FailurePolicy
+from nimbus.spec.resources import QueueSpec
 
 Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
 
@@ -53,21 +60,25 @@ class Destinations:
         self._submit = submit
 
     async def send(
-        self, target: str, payload: bytes, *, attributes: dict[str, str], traceparent: str | None
-    ) -> None:
+        self, target: str, payload: bytes, *, attributes: dict[str, str], traceparent: str | None,
+        origin: QueueOrigin | None = None,
+    ) -> None:  # fmt: skip
         """Deliver `payload` (JSON) to the queue, topic or function named `target`, continuing
         trace `traceparent` (if valid: a record's own context may come from outside); committed
-        before it returns."""
+        before it returns. A dead letter's `origin` goes to a queue or topic instead of the
+        event: its body, with its attributes and then `attributes` (a queue also gets where
+        it came from, to re-drive it there; a topic's event is not re-driven)."""
         traceparent = traceparent if trace.parse(traceparent) is not None else None
         spec = self._spec()
         if spec is None:
             raise NotFound(f"no app is deployed, so {target!r} does not exist")
         if target in spec.queues:
-            await self._services.queues.send(
-                target, payload.decode(), attributes=attributes, traceparent=traceparent
-            )
+            await self._enqueue(spec.queues[target], payload, attributes, traceparent, origin)
         elif target in spec.topics:
-            data = msgspec.json.decode(payload)
+            if origin is None:
+                data = msgspec.json.decode(payload)
+            else:
+                data, attributes = origin.message.body, {**origin.message.attributes, **attributes}
             await self._services.topics.publish(
                 target, data, type="nimbus.destination", attributes=attributes,
                 traceparent=traceparent,
@@ -76,6 +87,32 @@ class Destinations:
             await self._submit(target, payload, f"destination:{target}", traceparent=traceparent)
         else:
             raise NotFound(f"the destination {target!r} is not a queue, topic or function")
+
+    async def _enqueue(
+        self, queue: QueueSpec, payload: bytes, attributes: dict[str, str],
+        traceparent: str | None, origin: QueueOrigin | None,
+    ) -> None:  # fmt: skip
+        if origin is None:
+            await self._services.queues.send(
+                queue.name, payload.decode(), attributes=attributes, traceparent=traceparent
+            )
+            return
+        message = origin.message
+        await self._services.queues.send(
+            queue.name, message.body,
+            attributes=dead_letter_attributes(message.attributes, origin.queue, attributes),
+            group=message.group,  # re-driven to a FIFO source, it goes back into its group
+            # never deduplicated: a re-driven message may fail and come back within the window
+            dedup_id=new_id() if queue.fifo else None, traceparent=traceparent,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOrigin:
+    """The message of queue `queue` that a queue trigger's failed event was made of."""
+
+    queue: str
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +130,8 @@ class FailedEvent:
     job_id: str = ""
     traceparent: str | None = None
     """The trace context its destination continues: its last invocation's, or the event's."""
+    origin: QueueOrigin | None = None
+    """A queue trigger's: the message the event was made of, for a dead-letter queue or topic."""
 
 
 class FailureRouter:
@@ -138,8 +177,9 @@ class FailureRouter:
         if policy.dead_letter is not None:
             attributes = error_attributes(event.error, event.request_id)
             if await self._deliver(
-                event.function, policy.dead_letter, event.payload, attributes, event.traceparent
-            ):
+                event.function, policy.dead_letter, event.payload, attributes, event.traceparent,
+                event.origin,
+            ):  # fmt: skip
                 self._dead_lettered(event, policy.dead_letter)
                 return
         if taken:
@@ -155,11 +195,11 @@ class FailureRouter:
 
     async def _deliver(
         self, function: str, target: str, payload: bytes, attributes: dict[str, str],
-        traceparent: str | None,
+        traceparent: str | None, origin: QueueOrigin | None = None,
     ) -> bool:  # fmt: skip
         try:
             await self.destinations.send(
-                target, payload, attributes=attributes, traceparent=traceparent
+                target, payload, attributes=attributes, traceparent=traceparent, origin=origin
             )
             return True
         except NimbusError as error:
@@ -217,4 +257,5 @@ def too_old(max_event_age: float, what: str = "the event is") -> ErrorInfo:
 
 def error_attributes(error: ErrorInfo, request_id: str) -> dict[str, str]:
     """What Lambda attaches to an event it sends to a dead-letter queue."""
-    return {"RequestID": request_id, "ErrorCode": error.type, "ErrorMessage": error.message[:1024]}
+    values = (request_id, error.type, error.message[:1024])
+    return dict(zip(ERROR_ATTRIBUTES, values, strict=True))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import os
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -38,6 +39,25 @@ def load_handler(reference: str) -> HandlerFunc:
     if not callable(target):
         raise TypeError(f"{reference} is not callable")
     return target  # type: ignore[no-any-return]
+
+
+SYNC_CONCURRENCY = "concurrency > 1 needs an `async def` handler"
+
+
+def concurrency_allowed(handler: HandlerFunc, concurrency: int) -> bool:
+    """A sync handler holds its instance's only thread for a whole call: one call at a time."""
+    return concurrency <= 1 or asyncio.iscoroutinefunction(handler)
+
+
+def instance_environment(
+    function: str, memory_mb: int, environment: Mapping[str, str]
+) -> dict[str, str]:
+    """What an instance adds to its environment before it imports its handler."""
+    return {
+        **environment,
+        "NIMBUS_FUNCTION_NAME": function,
+        "NIMBUS_FUNCTION_MEMORY_MB": str(memory_mb),
+    }
 
 
 def wants_context(handler: HandlerFunc) -> bool:

@@ -226,8 +226,8 @@ def main(sock: socket.socket, services: socket.socket, config: WorkerConfig) -> 
     _capture_output(channel)
     try:
         handler = handlers.load_handler(config.handler)
-        if config.concurrency > 1 and not asyncio.iscoroutinefunction(handler):
-            raise TypeError("concurrency > 1 needs an `async def` handler")
+        if not handlers.concurrency_allowed(handler, config.concurrency):
+            raise TypeError(handlers.SYNC_CONCURRENCY)
     except BaseException as error:
         channel.send(InitFailed(handlers.error_info("Init", error)))
         os._exit(1)
@@ -292,9 +292,9 @@ def _limit_memory(memory_mb: int) -> None:
 
 
 def _set_environment(config: WorkerConfig) -> None:
-    os.environ.update(config.environment)
-    os.environ["NIMBUS_FUNCTION_NAME"] = config.function
-    os.environ["NIMBUS_FUNCTION_MEMORY_MB"] = str(config.memory_mb)
+    os.environ.update(
+        handlers.instance_environment(config.function, config.memory_mb, config.environment)
+    )
     if config.root not in sys.path:
         sys.path.insert(0, config.root)
     os.chdir(config.root)  # like Lambda's /var/task: relative paths are the app's, not ours

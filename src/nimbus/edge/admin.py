@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from nimbus.edge.metrics_api import metrics_routes
 from nimbus.errors import InvalidRequest, NimbusError, NotFound, SpecError
+from nimbus.json_input import decode_json
 from nimbus.ops.log_query import query_from
 from nimbus.spec.errors import describe
 from nimbus.spec.model import AppSpec
@@ -36,7 +37,7 @@ def _whole_number(request: Request, name: str, default: int, low: int, high: int
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise NimbusError(f"{name} must be a whole number from {low} to {high}")
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 
 
@@ -81,9 +82,9 @@ class AdminAPI:
         function = request.path_params["function"]
         payload = await request.body() or b"null"
         try:
-            msgspec.json.decode(payload)
+            decode_json(payload)
         except msgspec.DecodeError as error:
-            raise NimbusError(f"the event is not valid JSON: {error}") from None
+            raise InvalidRequest(f"the event is not valid JSON: {error}") from None
         if request.query_params.get("mode") == "async":
             job_id = _job_id(request.query_params.get("id"))  # a retried request runs once
             job = await self.controller.jobs.submit(function, payload, job_id=job_id)
@@ -127,8 +128,8 @@ class AdminAPI:
         return json_response(await self.controller.dead_letters.show(request.path_params["id"]))
 
     async def redrive_queue(self, request: Request) -> Response:
-        moved = await self.controller.dead_letters.redrive_queue(request.path_params["name"])
-        return json_response({"moved": moved})
+        redriven = await self.controller.dead_letters.redrive_queue(request.path_params["name"])
+        return json_response(redriven)
 
     async def redrive(self, request: Request) -> Response:
         return json_response(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from nimbus.compute.protocol import HttpEvent
-from nimbus.edge.router import MethodNotAllowed
+from nimbus.edge.router import MethodNotAllowed, path_segments
 from nimbus.edge.websockets import WebSocketGateway
 from nimbus.errors import NimbusError, NotFound, Throttled
 
@@ -61,12 +61,13 @@ class Gateway:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         controller = self._controller
         method: str = scope["method"]
-        hook = controller.router.webhook(path)
+        segments = path_segments(scope)
+        hook = controller.router.webhook(segments)
         if hook is not None:
             await controller.webhooks.serve(scope, receive, send, *hook, controller.max_body_bytes)
             return
         try:
-            function, params, route = controller.router.match(method, path)
+            function, params, route = controller.router.match(method, segments)
             body = await _read_body(scope, receive, controller.max_body_bytes)
         except MethodNotAllowed as error:
             allow = ", ".join(error.allowed).encode()

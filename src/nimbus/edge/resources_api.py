@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from nimbus.edge.api_names import METADATA, OBJECT_INFO
 from nimbus.errors import InvalidRequest, PayloadTooLarge
+from nimbus.json_input import decode_json
 from nimbus.services.bucket import (
     MIB,
     ByteRange,
@@ -48,6 +49,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _decoders: dict[Kind, msgspec.json.Decoder[Any]] = {
     kind: msgspec.json.Decoder(operations) for kind, operations in OPERATIONS.items()
 }
+_METADATA = msgspec.json.Decoder(dict[str, str])
 
 
 class ObjectKey(Convertor[str]):
@@ -78,7 +80,7 @@ class ResourcesAPI:
         kind = kind_of(self.controller.spec, name)
         body = await _body(request, MAX_OPERATION_BYTES)
         try:
-            op = _decoders[kind].decode(body)
+            op = decode_json(body, _decoders[kind])
         except msgspec.ValidationError as error:
             raise InvalidRequest(_invalid(name, kind, body, error)) from None
         except msgspec.DecodeError as error:
@@ -174,7 +176,7 @@ async def _body(request: Request, limit: int) -> bytes:
 def _invalid(name: str, kind: Kind, body: bytes, error: msgspec.ValidationError) -> str:
     """Why an operation was refused; most helpful when it is another kind's operation."""
     try:
-        tag = msgspec.json.decode(body).get("type")
+        tag = decode_json(body).get("type")
     except (msgspec.DecodeError, AttributeError):
         tag = None
     wanted = operation_kind(tag)
@@ -187,7 +189,7 @@ def _metadata(header: str | None) -> dict[str, str]:
     if header is None:
         return {}
     try:
-        metadata = msgspec.json.decode(header, type=dict[str, str])
+        metadata = decode_json(header, _METADATA)
     except msgspec.DecodeError:
         raise InvalidRequest(f"{METADATA} is a JSON object of strings, not {header!r}") from None
     return metadata

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import msgspec
 
 from nimbus.errors import NimbusError, SpecError
+from nimbus.json_input import decode_json
 from nimbus.spec.webhooks import PLACEHOLDER, WebhookTrigger
 
 Headers = Mapping[str, str]
@@ -64,7 +65,7 @@ _envelope = msgspec.json.Decoder(_Envelope)
 
 def _envelope_of(body: bytes) -> _Envelope:
     try:
-        return _envelope.decode(body)
+        return decode_json(body, _envelope)
     except msgspec.DecodeError:
         return _Envelope()
 

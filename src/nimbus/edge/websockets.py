@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from nimbus.compute.protocol import HttpEvent, HttpReply
+from nimbus.edge.router import Segments, path_segments, split
 from nimbus.edge.ws_protocol import EXTENSION
 from nimbus.edge.ws_session import ClientSession
 from nimbus.errors import NimbusError, NotFound, Throttled
@@ -66,13 +67,13 @@ class WebSocketGateway:
         self._controller = controller
         self._seen: AppSpec | None = None
         self._by_name: dict[str, _Api] = {}
-        self._by_path: dict[str, _Api] = {}
+        self._by_path: dict[Segments, _Api] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
         self._refresh()
-        api = self._by_path.get(scope["path"])
+        api = self._by_path.get(path_segments(scope))
         if api is None:
             await _refuse(scope, send, 404, _error_body(f"no websocket at {scope['path']}"))
             return
@@ -282,7 +283,7 @@ class WebSocketGateway:
             for name, api in (spec.websockets.items() if spec else ())
         }
         self._by_name = apis
-        self._by_path = {api.spec.path: api for api in apis.values()}
+        self._by_path = {split(api.spec.path): api for api in apis.values()}
 
 
 def _event(

@@ -42,6 +42,7 @@ from nimbus.events.types import (
 )
 from nimbus.http import Response
 from nimbus.ids import new_id
+from nimbus.json_input import decode_json
 
 ACCOUNT = "000000000000"
 REGION = "local-1"
@@ -475,7 +476,7 @@ def iot_rule_event(message: MqttMessage) -> Any:
     payload itself. The Lambda action takes no binary payload, so one that is not JSON arrives
     as the rule `SELECT encode(*, 'base64') AS data` would pass it (AWS IoT's advice)."""
     try:
-        return msgspec.json.decode(message.payload)
+        return decode_json(message.payload)
     except msgspec.DecodeError:
         return {"data": base64.b64encode(message.payload).decode()}
 
@@ -585,9 +586,14 @@ def http_reply(value: Any) -> HttpReply:
     """What an HTTP API makes of a Lambda answer (payload 2.0).
 
     A dict with `statusCode` is a response: `headers`, `body` (base64 if `isBase64Encoded`),
-    `cookies` (one set-cookie header each). Anything else is the body of a 200 response, as
-    JSON (a string as it is). Without a content-type the answer is application/json.
+    `cookies` (one set-cookie header each); without a content-type it is application/json.
     ValueError names what is wrong with a malformed response.
+
+    Anything else is a 200 application/json response whose body is the answer as JSON, a
+    string as it is. That is API Gateway's rule ("Lambda function response for format 2.0",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html),
+    whose example answers a returned "Hello from Lambda!" with that text, not JSON-encoded (as
+    SAM CLI does): so handlers that `return json.dumps(data)` answer that JSON.
     """
     from nimbus.compute.handlers import shape_http  # handlers dispatches to this module
 

@@ -19,6 +19,7 @@ import msgspec
 from nimbus.errors import InvalidRequest
 from nimbus.events import trace
 from nimbus.ids import new_id
+from nimbus.json_input import decode_json
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -119,7 +120,7 @@ class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     @classmethod
     def from_json(cls, body: bytes | str) -> CloudEvent:
         try:
-            value = msgspec.json.decode(body)
+            value = decode_json(body)
         except msgspec.DecodeError as error:
             raise InvalidRequest(f"the CloudEvent is not valid JSON: {error}") from None
         return cls.from_dict(value)

@@ -17,6 +17,7 @@ import msgspec
 
 from nimbus.errors import InvalidRequest
 from nimbus.ids import new_id
+from nimbus.json_input import decode_json
 from nimbus.sdk.progress import Progress
 
 ChangeKind = Literal["INSERT", "MODIFY", "REMOVE"]
@@ -367,6 +368,6 @@ def _checked_ids(ids: object, batch: Collection[str] | None, where: str) -> list
 
 def _decode_json(raw: str | bytes, what: str) -> Any:
     try:
-        return msgspec.json.decode(raw)
+        return decode_json(raw)
     except msgspec.DecodeError as error:
         raise InvalidRequest(f"{what} is not valid JSON: {error}") from None

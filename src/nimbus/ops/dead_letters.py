@@ -3,13 +3,15 @@ the platform's store, any source), and messages queues dead-lettered themselves 
 in the queue's own area, or moved to its dead-letter queue.
 
 A queue's dead letter has the id `queue:NAME:MESSAGE_ID` (NAME: where it sits now); re-driving
-it puts the message back into the queue it failed in. Any other dead letter re-drives as a new
-asynchronous invocation of its function.
+it puts the message back into the queue it failed in. Its attempts are its receives there, and
+its function the one whose trigger consumes that queue when exactly one does (the queue service
+does not record who received a message), else unknown (None). Any other dead letter re-drives as
+a new asynchronous invocation of its function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -19,6 +21,8 @@ from nimbus.errors import NotFound
 from nimbus.ops.store import DeadLetter, Store
 from nimbus.services import queue
 from nimbus.services.queue import Queues
+from nimbus.spec.model import AppSpec
+from nimbus.spec.resources import QueueTrigger
 
 QUEUE_PREFIX = "queue:"
 
@@ -28,7 +32,9 @@ class DeadLetterView(msgspec.Struct, kw_only=True):
 
     id: str
     source: str
-    function: str
+    function: str | None
+    """The function that failed it; None: none did (a topic's queue subscription) or it is
+    not known (a queue's, when not exactly one function consumes the queue)."""
     payload: str
     error: ErrorInfo | None
     attempts: int
@@ -39,28 +45,30 @@ class DeadLetterView(msgspec.Struct, kw_only=True):
     """The asynchronous invocation that gave up, if one did."""
 
 
+class QueueRedrive(msgspec.Struct, kw_only=True):
+    moved: int
+    left: int
+    """Messages that stayed in the queue: without a known source queue, or in flight."""
+
+
 class DeadLetters:
     def __init__(
-        self,
-        store: Store,
-        jobs: AsyncInvoker,
-        queues: Queues,
-        queue_names: Callable[[], Iterable[str]],
-        dead_letter_queues: Callable[[], Iterable[str]],
+        self, store: Store, jobs: AsyncInvoker, queues: Queues, spec: Callable[[], AppSpec | None]
     ) -> None:
         self._store = store
         self._jobs = jobs
         self._queues = queues
-        self._queue_names = queue_names  # the declared queues, now
-        self._dead_letter_queues = dead_letter_queues  # those that other queues dead-letter to
+        self._spec = spec  # the app as it runs now
 
     async def latest(self, function: str | None, limit: int) -> list[DeadLetterView]:
         stored = await self._store.dead_letters(function, limit)
         letters = [_from_store(letter) for letter in stored]
-        if function is None:
-            for name in self._queue_names():
-                messages = await self._queue_letters(name, limit)
-                letters += [_from_queue(name, message) for message in messages]
+        consumers = self._consumers()
+        for name in self._queue_names():
+            for message in await self._queue_letters(name, limit):
+                letter = _from_queue(name, message, consumers)
+                if function is None or letter.function == function:
+                    letters.append(letter)
         letters.sort(key=lambda letter: letter.failed_at)
         return letters[-limit:]  # the latest, oldest first
 
@@ -69,7 +77,7 @@ class DeadLetters:
             name, message_id = _queue_letter(letter_id)
             for message in await self._queue_letters(name, queue.MAX_RECEIVE):
                 if message.id == message_id:
-                    return _from_queue(name, message)
+                    return _from_queue(name, message, self._consumers())
             raise NotFound(f"no dead letter {letter_id!r}")
         letter = await self._store.dead_letter(letter_id)
         if letter is None:
@@ -80,7 +88,7 @@ class DeadLetters:
         """Send it again: back into its queue, or as a new asynchronous invocation."""
         if letter_id.startswith(QUEUE_PREFIX):
             name, message_id = _queue_letter(letter_id)
-            if name in self._dead_letter_queues():
+            if self._is_dead_letter_queue(name):
                 moved = await self._queues.redrive_to_source(name, [message_id])
             else:
                 moved = await self._queues.redrive(name, [message_id])
@@ -90,16 +98,38 @@ class DeadLetters:
         job = await self._jobs.redrive(letter_id)
         return {"id": job.id, "status": job.status}
 
-    async def redrive_queue(self, name: str) -> int:
+    async def redrive_queue(self, name: str) -> QueueRedrive:
         """Move every message of dead-letter queue `name` back to the queue it came from
-        (SQS's redrive to source); returns how many moved."""
+        (SQS's redrive to source): those its source queue moved there after `max_receives`
+        and those a trigger dead-lettered there; the others stay."""
         if name not in self._queue_names():
             raise NotFound(f"no queue named {name!r}")
-        return await self._queues.redrive_to_source(name)
+        moved = await self._queues.redrive_to_source(name)
+        stats = await self._queues.stats(name)
+        return QueueRedrive(moved=moved, left=stats.visible + stats.in_flight + stats.delayed)
+
+    def _queue_names(self) -> list[str]:
+        spec = self._spec()
+        return list(spec.queues) if spec else []
+
+    def _is_dead_letter_queue(self, name: str) -> bool:
+        """Whether another queue moves messages to queue `name` after `max_receives`."""
+        spec = self._spec()
+        return spec is not None and any(q.dead_letter == name for q in spec.queues.values())
+
+    def _consumers(self) -> dict[str, str]:
+        """The function consuming each queue that exactly one function's trigger consumes."""
+        found: dict[str, set[str]] = {}
+        spec = self._spec()
+        for function in spec.functions.values() if spec else ():
+            for trigger in function.triggers:
+                if isinstance(trigger, QueueTrigger):
+                    found.setdefault(trigger.queue, set()).add(function.name)
+        return {name: functions.pop() for name, functions in found.items() if len(functions) == 1}
 
     async def _queue_letters(self, name: str, limit: int) -> list[queue.DeadLetter]:
         letters = await self._queues.dead_letters(name, limit)
-        if name in self._dead_letter_queues():
+        if self._is_dead_letter_queue(name):
             letters += await self._queues.moved_here(name, limit)
         return letters
 
@@ -113,21 +143,24 @@ def _queue_letter(letter_id: str) -> tuple[str, str]:
 
 def _from_store(letter: DeadLetter) -> DeadLetterView:
     return DeadLetterView(
-        id=letter.id, source=letter.source, function=letter.function,
+        id=letter.id, source=letter.source, function=letter.function or None,
         payload=letter.payload.decode("utf-8", errors="replace"), error=letter.error,
         attempts=letter.attempts, created_at=letter.created_at, failed_at=letter.failed_at,
         job_id=letter.job_id,
     )  # fmt: skip
 
 
-def _from_queue(name: str, message: queue.DeadLetter) -> DeadLetterView:
+def _from_queue(
+    name: str, message: queue.DeadLetter, consumers: Mapping[str, str]
+) -> DeadLetterView:
+    """`name`: the queue it is in now; `consumers`: the function consuming each queue."""
     error = None
     if message.last_error is not None:
         kind, _, text = message.last_error.partition(": ")
         error = ErrorInfo("Handler", kind if text else "Error", text or kind)
     return DeadLetterView(
         id=f"{QUEUE_PREFIX}{name}:{message.id}", source=f"{QUEUE_PREFIX}{message.source}",
-        function="",
+        function=consumers.get(message.source),
         payload=message.body, error=error, attempts=message.receive_count,
         created_at=message.sent_at, failed_at=message.dead_at, attributes=message.attributes,
     )  # fmt: skip

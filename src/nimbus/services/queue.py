@@ -7,7 +7,10 @@ Conflict (SQS would answer "succeeded" and maybe not delete). With `max_receives
 that would be received once more is moved instead to the `dead_letter` queue (keeping body,
 attributes, group, original send time, last error and the queue it came from) or, without one
 (or while it does not exist), to the queue's own dead-letter area. Dead letters can be
-re-driven as fresh messages.
+re-driven as fresh messages. A message a trigger's failure policy dead-lettered into a queue
+carries the queue it failed in as its attribute `nimbus.source` (SQS records this as the system
+attribute DeadLetterQueueSourceArn); re-driving to source moves it back too, without the
+attributes dead-lettering added.
 
 Delivery order: a standard queue hands out visible messages in the order they became visible
 (sent + delay, or their visibility timeout ran out), which is oldest first for new messages. A
@@ -45,6 +48,11 @@ MAX_DELAY = 900.0  # s, as SQS's DelaySeconds
 MAX_VISIBILITY = 43200.0  # s, as SQS's visibility timeout (12 hours)
 MAX_ERROR_CHARS = 4096  # of a recorded last error; longer ones are cut
 MAX_ATTRIBUTE_NAME = 256
+SOURCE_ATTRIBUTE = "nimbus.source"
+"""The queue a trigger dead-lettered a message from: an attribute, as its failure's are (the
+dead letter is sent as any message is), which also tells re-driving which ones to drop."""
+ERROR_ATTRIBUTES = ("RequestID", "ErrorCode", "ErrorMessage")
+"""What a dead-lettered event carries about its failure (Lambda's names, in its order)."""
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 _TOKEN = re.compile(r"[!-~]{1,128}")  # SQS: group and dedup ids, printable ASCII
@@ -108,12 +116,14 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
-    """A message in a queue's own dead-letter area."""
+    """A message in a queue's own dead-letter area (or, listed by `moved_here`, one that
+    another queue moved to its dead-letter queue)."""
 
     id: str
     body: str
     attributes: dict[str, str]
     receive_count: int
+    """How often it was received in the queue it failed in (`source`)."""
     sent_at: float
     dead_at: float
     source: str
@@ -219,7 +229,9 @@ class Queues(Protocol):
 
     async def redrive_to_source(self, name: str, ids: Sequence[str] | None = None) -> int:
         """Move messages of dead-letter queue `name` (all not in flight, or those ids) back to
-        the queues they came from, as fresh messages; returns how many."""
+        the queues they came from (`source`, else the SOURCE_ATTRIBUTE a trigger gave them,
+        which goes with the ERROR_ATTRIBUTES), as fresh messages; returns how many. One
+        whose source queue does not exist stays."""
 
     async def purge(self, name: str) -> None:
         """Remove every message, in flight or not (dead letters stay)."""
@@ -234,6 +246,16 @@ class Queues(Protocol):
 
 
 # Backend-neutral rules every backend applies the same way.
+
+
+def dead_letter_attributes(
+    attributes: Mapping[str, str], source: str, errors: Mapping[str, str]
+) -> dict[str, str]:
+    """A message's attributes once a trigger dead-lettered it from queue `source` into a queue:
+    its own, where it came from, and its failure's `errors` (ERROR_ATTRIBUTES, which replace
+    its own of those names: Lambda's consumers read them as the failure's). Re-driving it to
+    source drops the added ones: the message goes back with the attributes it was sent with."""
+    return {**attributes, SOURCE_ATTRIBUTE: source, **errors}
 
 
 def check_entry(spec: QueueSpec, entry: SendEntry) -> tuple[float, str | None]:

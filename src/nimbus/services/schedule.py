@@ -10,6 +10,7 @@ Expressions (`parse`):
   documents them. Years run to 2099 (croniter's limit; AWS allows 2199).
 - a plain five-field cron line (`*/15 * * * *`): Unix semantics (day-of-week 0-7 from Sunday, a
   restricted day-of-month and day-of-week match either, like Vixie cron).
+In both, ranges ascend and steps are no larger than their field (`1-0` and `*/61` are refused).
 Cron is evaluated on the wall clock of the time zone (IANA name, `zoneinfo`). DST as AWS
 documents it: a tick that falls in the hour skipped in spring does not fire; a tick in the hour
 repeated in autumn fires once, at its first occurrence.
@@ -56,6 +57,9 @@ MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", 
 WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 FIELD_WORDS = {*MONTHS, *WEEKDAYS, "L", "W"}
 FIELD_NAMES = ("minutes", "hours", "day-of-month", "month", "day-of-week", "year")
+FIELD_SIZES = (60, 24, 31, 12, 7, 2199 - 1970 + 1)
+"""How many values each field has (AWS's years run 1970-2199): a step is at most that (a step
+of the size gives the first value only, as `*/60` fires on the hour; a larger one is a typo)."""
 _CALL = re.compile(r"(rate|cron)\((.*)\)", re.DOTALL)
 _FIELD_CHARS = re.compile(r"[0-9A-Za-z*,/#?-]+")
 _WORD = re.compile(r"[A-Za-z]+")
@@ -248,9 +252,11 @@ def _aws_line(fields: list[str], text: str) -> str:
             "hours day-of-month month day-of-week year (write a five-field Unix line without "
             "cron(...))"
         )
-    for name, field in zip(FIELD_NAMES, fields, strict=True):
-        _check_field(name, field, text)
-    minutes, hours, days, months, weekdays, years = fields
+    checked = [
+        _checked_field(name, size, field, text, sunday=1)
+        for name, size, field in zip(FIELD_NAMES, FIELD_SIZES, fields, strict=True)
+    ]
+    minutes, hours, days, months, weekdays, years = checked
     if (days == "?") == (weekdays == "?"):
         raise InvalidRequest(
             f"cron expression {text!r}: exactly one of day-of-month and day-of-week must be '?'"
@@ -271,12 +277,47 @@ def _aws_line(fields: list[str], text: str) -> str:
     return f"{line} 0 {years}"
 
 
-def _check_field(name: str, field: str, text: str) -> None:
-    """Characters and words a field may hold: numbers, names of months and weekdays, L and W.
-    (croniter's H and R would make ticks depend on a hash or on chance.)"""
+def _checked_field(name: str, size: int, field: str, text: str, *, sunday: int) -> str:
+    """The field as croniter is to read it, after checking the characters and words it may
+    hold: numbers, names of months and weekdays, L and W (croniter's H and R would make ticks
+    depend on a hash or on chance), and each of its items (`sunday`: the number of Sunday)."""
     words = {word.upper() for word in _WORD.findall(field)}
+    where = f"cron expression {text!r}: the {name} field {field!r}"
     if not _FIELD_CHARS.fullmatch(field) or not words <= FIELD_WORDS:
-        raise InvalidRequest(f"cron expression {text!r}: the {name} field {field!r} is invalid")
+        raise InvalidRequest(f"{where} is invalid")
+    return ",".join(_checked_item(item, where, size, sunday) for item in field.split(","))
+
+
+def _checked_item(item: str, where: str, size: int, sunday: int) -> str:
+    """A range ascends and a step is no larger than the field, where croniter would read `1-0`
+    as a range that wraps around (every minute) and `*/61` as the first value only. A range
+    whose ends are equal becomes that value: croniter reads `3-3` as every value."""
+    span, slash, step = item.partition("/")
+    if slash and step.isdigit() and not 1 <= int(step) <= size:
+        raise InvalidRequest(f"{where} has a step of {step}; steps there run from 1 to {size}")
+    first, dash, last = span.partition("-")
+    low, high = _value(first, sunday), _value(last, sunday)
+    if not dash or low is None or high is None:
+        return item
+    if low > high:
+        raise InvalidRequest(
+            f"{where} has the reversed range {span!r} (a range runs from its lower value to its "
+            "higher one)"
+        )
+    return first if low == high else item
+
+
+def _value(token: str, sunday: int) -> int | None:
+    """A field's number or name as a number (`sunday`: the number of Sunday); None for
+    anything else (`*`, `L`, `15W`, `3#2`), which croniter checks."""
+    upper = token.upper()
+    if token.isdigit():
+        return int(token)
+    if upper in MONTHS:
+        return MONTHS.index(upper) + 1
+    if upper in WEEKDAYS:
+        return WEEKDAYS.index(upper) + sunday
+    return None
 
 
 def _aws_weekdays(field: str, text: str) -> str:
@@ -313,9 +354,10 @@ def _aws_weekday(value: str, text: str) -> str:
 
 
 def _unix_line(fields: list[str], text: str) -> str:
-    for name, field in zip(FIELD_NAMES[:5], fields, strict=True):
-        _check_field(name, field, text)
-    return " ".join(fields)
+    return " ".join(
+        _checked_field(name, size, field, text, sunday=0)
+        for name, size, field in zip(FIELD_NAMES[:5], FIELD_SIZES[:5], fields, strict=True)
+    )
 
 
 def _check_cron(line: str, text: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import msgspec
 
 from nimbus.errors import Gone, InvalidRequest, PayloadTooLarge
+from nimbus.json_input import decode_json
 from nimbus.spec.websockets import DEFAULT, WebSocketSpec
 
 MAX_GROUPS = 100
@@ -245,7 +246,7 @@ def select_route(message: str | bytes, route_key: str, routes: frozenset[str]) -
     it; else `$default` if declared; else None (nothing handles it). Never raises."""
     if isinstance(message, str) and message.lstrip().startswith("{"):
         try:
-            value: Any = msgspec.json.decode(message)
+            value: Any = decode_json(message)
         except msgspec.DecodeError:
             value = None
         for part in route_key.split("."):

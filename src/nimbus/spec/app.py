@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from nimbus.compute.handlers import SYNC_CONCURRENCY, concurrency_allowed
 from nimbus.errors import SpecError
 from nimbus.sdk.bucket import Bucket
 from nimbus.sdk.mqtt import Mqtt
@@ -415,23 +416,22 @@ class App:
 
     def _build(self, registration: _Registration) -> FunctionSpec:
         handler = registration.handler
-        options = dict(registration.options)
-        if inspect.iscoroutinefunction(handler) is False and options.get("concurrency", 1) > 1:
-            raise SpecError(
-                f"{registration.where}: function {registration.name!r}: "
-                "concurrency > 1 needs an `async def` handler"
-            )
         try:
-            return FunctionSpec(
+            function = FunctionSpec(
                 name=registration.name,
                 handler=f"{handler.__module__}:{handler.__qualname__}",
                 triggers=tuple(registration.triggers),
-                **options,
+                **registration.options,
             )
         except ValidationError as error:
             raise SpecError(
                 describe(error, lambda loc: f"{registration.where}: {registration.name}")
             ) from None
+        if not concurrency_allowed(handler, function.concurrency):
+            raise SpecError(
+                f"{registration.where}: function {registration.name!r}: {SYNC_CONCURRENCY}"
+            )
+        return function
 
 
 def _name(resource: ResourceRef) -> str:

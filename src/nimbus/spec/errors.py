@@ -14,9 +14,13 @@ def describe(error: ValidationError, where: Callable[[Location], str]) -> str:
     lines = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        field = ".".join(str(part) for part in loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
-        lines.append(f"{where(loc)}: {field}: {message}")
+        lines.append(problem(where(loc), loc, message))
     return "\n".join(lines)
+
+
+def problem(where: str, loc: Location, message: str) -> str:
+    """`<where>: <field.path>: <message>`: the one shape of an error about a field."""
+    return f"{where}: {'.'.join(str(part) for part in loc) or '(top level)'}: {message}"

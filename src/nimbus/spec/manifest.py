@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,16 +10,20 @@ import yaml
 from pydantic import ValidationError
 
 from nimbus.errors import SpecError
-from nimbus.spec.errors import Location, describe
+from nimbus.spec.errors import Location, describe, problem
 from nimbus.spec.model import AppSpec
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 EXTENSION_PREFIX = "x-"
 MAX_VALUES = 100_000  # no app needs more; an alias bomb would need billions
 
+Check = Callable[[AppSpec], list[tuple[Location, str]]]
+"""Looks further at a valid spec; returns each problem's field and message."""
 
-def load_manifest(path: Path) -> AppSpec:
-    """Read and validate a manifest; any problem raises SpecError and nothing is returned."""
+
+def load_manifest(path: Path, check: Check | None = None) -> AppSpec:
+    """Read and validate a manifest, then `check` it; any problem raises SpecError naming its
+    line and field, and nothing is returned."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -41,9 +46,15 @@ def load_manifest(path: Path) -> AppSpec:
                     entry.setdefault("name", name)
     data.setdefault("root", str(path.parent.resolve()))
     try:
-        return AppSpec.model_validate(data)
+        spec = AppSpec.model_validate(data)
     except ValidationError as error:
         raise SpecError(describe(error, lambda loc: f"{path}:{_line_of(loc, lines)}")) from None
+    problems = check(spec) if check is not None else []
+    if problems:
+        raise SpecError(
+            "\n".join(problem(f"{path}:{_line_of(at, lines)}", at, why) for at, why in problems)
+        )
+    return spec
 
 
 def _parse(path: Path, text: str) -> tuple[Any, dict[Location, int]]:

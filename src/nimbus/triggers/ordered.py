@@ -148,7 +148,7 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
             item.records = await self._drop_expired(partition, item.records)
             if not item.records:
                 continue
-            error, done = await self._invoke(partition, item.records)
+            error, done, request_id = await self._invoke(partition, item.records)
             if done:
                 await self._checkpoint(partition, item.records[done - 1])
                 item.records = item.records[done:]
@@ -163,34 +163,35 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
                 pending.extendleft([_Pending(item.records[half:]), _Pending(item.records[:half])])
             else:
                 await self._give_up(
-                    partition, item.records, error, item.attempts, "RetriesExhausted"
+                    partition, item.records, error, item.attempts, "RetriesExhausted", request_id
                 )
 
-    async def _invoke(self, partition: str, records: list[R]) -> tuple[ErrorInfo | None, int]:
-        """Run the handler; returns the error (None: all succeeded) and how many records at
-        the front of the batch are done."""
+    async def _invoke(self, partition: str, records: list[R]) -> tuple[ErrorInfo | None, int, str]:
+        """Run the handler; returns the error (None: all succeeded), how many records at the
+        front of the batch are done, and the invocation's request id."""
         invocation = await self.platform.invoker.invoke(
             self.name, trigger=self.source, payload=self.event(partition, records), wait=True,
             traceparent=next(filter(None, map(self.traceparent, records)), None),
             links=[*filter(None, map(self.traceparent, records))],
         )  # fmt: skip
+        request_id = invocation.record.id
         if invocation.error is not None:
-            return invocation.error, 0
+            return invocation.error, 0, request_id
         ids = [self.item_id(record) for record in records]
         try:
             failed = self.failures(invocation.result.value, ids)
         except InvalidBatchResponse as malformed:  # the whole batch failed
-            return ErrorInfo("Handler", "InvalidBatchResponse", malformed.message), 0
+            return ErrorInfo("Handler", "InvalidBatchResponse", malformed.message), 0, request_id
         if not failed:
             if self.policy.on_success is not None:
                 await self.platform.failures.succeeded(
-                    self.policy, function=self.name, request_id=invocation.record.id,
+                    self.policy, function=self.name, request_id=request_id,
                     payload=self.event(partition, records), result=invocation.result.value,
                     attempts=1, traceparent=invocation.traceparent,
                 )  # fmt: skip
-            return None, len(records)
+            return None, len(records), request_id
         first = min((ids.index(f) for f in failed if f in ids), default=0)
-        return item_failed(f"record {ids[first]}", failed.get(ids[first])), first
+        return item_failed(f"record {ids[first]}", failed.get(ids[first])), first, request_id
 
     async def _drop_expired(self, partition: str, records: list[R]) -> list[R]:
         now = time.time()
@@ -203,12 +204,14 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
 
     async def _give_up(
         self, partition: str, records: list[R], error: ErrorInfo, attempts: int,
-        condition: Condition,
+        condition: Condition, request_id: str = "",
     ) -> None:  # fmt: skip
+        """Route `records` to failure and move on; `request_id`: the invocation that failed
+        them last (none: given up before running)."""
         event = FailedEvent(
             function=self.name, source=self.source, payload=self.event(partition, records),
             error=error, attempts=attempts, condition=condition,
-            first_seen=self.arrival(records[0]),
+            first_seen=self.arrival(records[0]), request_id=request_id,
             traceparent=next(filter(None, map(self.traceparent, records)), None),
         )  # fmt: skip
         await self.platform.failures.failed(self.policy, event)

@@ -20,7 +20,7 @@ import time
 
 import msgspec
 
-from nimbus.compute.failures import Condition, FailedEvent, too_old
+from nimbus.compute.failures import Condition, FailedEvent, QueueOrigin, too_old
 from nimbus.compute.protocol import ErrorInfo
 from nimbus.errors import Conflict, NimbusError, NotFound
 from nimbus.events import aws
@@ -176,7 +176,8 @@ class QueuePoller(TriggerRunner):
                 error = ErrorInfo("Handler", "InvalidBatchResponse", malformed.message)
         self._acks.add([m.receipt for m in batch if m.id not in failed])
         for message in (m for m in batch if m.id in failed):
-            await self._retry(message, error or item_failed("this message", failed[message.id]))
+            reason = error or item_failed("this message", failed[message.id])
+            await self._retry(message, reason, invocation.record.id)
         if not failed and self.policy.on_success is not None:
             await self.platform.failures.succeeded(
                 self.policy, function=self.name, request_id=invocation.record.id,
@@ -184,12 +185,13 @@ class QueuePoller(TriggerRunner):
                 attempts=max(m.receive_count for m in batch), traceparent=invocation.traceparent,
             )  # fmt: skip
 
-    async def _retry(self, message: Message, error: ErrorInfo) -> None:
+    async def _retry(self, message: Message, error: ErrorInfo, request_id: str) -> None:
+        """After invocation `request_id` failed `message`: release it for a retry, or give it up."""
         queues, spec = self.platform.services.queues, self.platform.spec()
         own_redrive = spec is not None and spec.queues[self.trigger.queue].max_receives is not None
         if not own_redrive and message.receive_count > self.policy.retries:
             if await self._still_held(message):
-                await self._give_up(message, error, "RetriesExhausted")
+                await self._give_up(message, error, "RetriesExhausted", request_id)
             return
         delay = min(MAX_VISIBILITY, self.retry_backoff * 2 ** (message.receive_count - 1))
         # the handler may have deleted it itself (or it was received again): nothing to retry
@@ -213,13 +215,17 @@ class QueuePoller(TriggerRunner):
             return False
         return True
 
-    async def _give_up(self, message: Message, error: ErrorInfo, condition: Condition) -> None:
+    async def _give_up(
+        self, message: Message, error: ErrorInfo, condition: Condition, request_id: str = ""
+    ) -> None:
         """Dead-letter one message, then delete it from the queue (in that order: a crash in
-        between delivers it once more rather than losing it)."""
+        between delivers it once more rather than losing it). `request_id`: the invocation
+        that failed it last (none: given up before running)."""
         event = FailedEvent(
             function=self.name, source=self.source, payload=self._event([message]),
             error=error, attempts=message.receive_count, condition=condition,
-            first_seen=message.sent_at, traceparent=message.traceparent,
+            first_seen=message.sent_at, request_id=request_id, traceparent=message.traceparent,
+            origin=QueueOrigin(self.trigger.queue, message),
         )  # fmt: skip
         await self.platform.failures.failed(self.policy, event)
         await self.platform.services.queues.delete_batch(self.trigger.queue, [message.receipt])

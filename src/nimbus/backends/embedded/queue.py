@@ -40,10 +40,12 @@ from nimbus.errors import (
 from nimbus.ids import new_id
 from nimbus.ops.database import Database, Params
 from nimbus.services.queue import (
+    ERROR_ATTRIBUTES,
     MAX_BATCH,
     MAX_ERROR_CHARS,
     MAX_RECEIVE,
     MAX_VISIBILITY,
+    SOURCE_ATTRIBUTE,
     DeadLetter,
     DeleteBatchResult,
     EntryError,
@@ -67,7 +69,8 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, queue_id INTEGER NOT NULL, id TEXT NOT NULL,
     body TEXT NOT NULL, attributes TEXT, grp TEXT, dedup_id TEXT, traceparent TEXT,
     source TEXT, last_error TEXT, sent_at REAL NOT NULL, visible_at REAL NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0, first_received_at REAL, receipt TEXT);
+    receive_count INTEGER NOT NULL DEFAULT 0, first_received_at REAL, receipt TEXT,
+    dead_receives INTEGER);
 CREATE INDEX IF NOT EXISTS messages_visible ON messages (queue_id, visible_at);
 CREATE INDEX IF NOT EXISTS messages_group ON messages (queue_id, grp) WHERE grp IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_received ON messages (queue_id, grp, visible_at)
@@ -129,9 +132,10 @@ CLAIM = """UPDATE messages SET receipt = ?, visible_at = ?, receive_count = rece
 CLAIMED = "SELECT seq FROM messages WHERE receipt = ? AND seq IN ({})"
 DROP_EXPIRED = "DELETE FROM messages WHERE +queue_id = ? AND seq IN ({}) AND sent_at <= ?"
 EXHAUSTED = "+queue_id = ? AND seq IN ({}) AND receive_count >= ? AND +visible_at <= ?"
-TO_DEAD_LETTER_QUEUE = f"""INSERT INTO messages ({NEW_COLUMNS}, source, last_error)
+TO_DEAD_LETTER_QUEUE = f"""INSERT INTO messages ({NEW_COLUMNS}, source, last_error,
+        dead_receives)
     SELECT ? + row_number() OVER (ORDER BY seq), ?, id, body, attributes, grp, dedup_id,
-        traceparent, sent_at, ?, ?, last_error FROM messages WHERE {EXHAUSTED}"""
+        traceparent, sent_at, ?, ?, last_error, receive_count FROM messages WHERE {EXHAUSTED}"""
 TO_DEAD_LETTERS = f"""INSERT INTO dead_letters (queue_id, id, body, attributes, grp, dedup_id,
         traceparent, source, last_error, sent_at, receive_count, dead_at)
     SELECT queue_id, id, body, attributes, grp, dedup_id, traceparent, ?, last_error, sent_at,
@@ -159,13 +163,21 @@ REDRIVE = f"""INSERT INTO messages ({NEW_COLUMNS})
         dedup_id, traceparent, ?, ? FROM dead_letters WHERE queue_id = ? AND {{}}"""
 DROP_REDRIVEN = "DELETE FROM dead_letters WHERE queue_id = ? AND {}"
 NOT_IN_FLIGHT = "NOT (receive_count > 0 AND +visible_at > ?)"
-MOVABLE = f"""SELECT seq, id, source FROM messages WHERE queue_id = ? AND source IS NOT NULL
-    AND {NOT_IN_FLIGHT}"""
+# Where a message of a dead-letter queue goes back to: the queue that moved it here, or the one a
+# trigger dead-lettered it from (its SOURCE_ATTRIBUTE); then without the attributes that added.
+ADDED = [f"'$.\"{name}\"'" for name in (SOURCE_ATTRIBUTE, *ERROR_ATTRIBUTES)]  # JSON paths
+ORIGIN = f"coalesce(source, json_extract(attributes, {ADDED[0]}))"
+AS_SENT = f"""CASE WHEN source IS NULL
+    THEN nullif(json_remove(attributes, {", ".join(ADDED)}), json_object()) ELSE attributes END"""
+MOVABLE = f"""SELECT seq, id, {ORIGIN} AS source FROM messages WHERE queue_id = ?
+    AND {ORIGIN} IS NOT NULL AND {NOT_IN_FLIGHT}"""
+# (dead_receives is null in a message moved by an earlier version, which did not keep it)
 MOVED_HERE = f"""SELECT id, body, attributes, grp, dedup_id, traceparent, source, last_error,
-    sent_at, receive_count, visible_at AS dead_at FROM messages
+    sent_at, coalesce(dead_receives, receive_count) AS receive_count, visible_at AS dead_at
+    FROM messages
     WHERE queue_id = ? AND source IS NOT NULL AND {NOT_IN_FLIGHT} ORDER BY seq LIMIT ?"""
 TO_SOURCE = f"""INSERT INTO messages ({NEW_COLUMNS})
-    SELECT ? + row_number() OVER (ORDER BY seq), ?, id, body, attributes, grp, dedup_id,
+    SELECT ? + row_number() OVER (ORDER BY seq), ?, id, body, {AS_SENT}, grp, dedup_id,
         traceparent, ?, ? FROM messages WHERE +queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"""
 DROP_MOVED = f"DELETE FROM messages WHERE +queue_id = ? AND seq IN ({{}}) AND {NOT_IN_FLIGHT}"
 PURGE = ("DELETE FROM messages WHERE queue_id = ?", "DELETE FROM fifo_groups WHERE queue_id = ?")
@@ -282,6 +294,10 @@ class EmbeddedQueues:
         self, data_dir: Path, *, fsync: bool = False, clock: Callable[[], float] = time.time
     ) -> None:
         self._db = Database(data_dir / "queue.db", SCHEMA, fsync=fsync)
+        columns = {row["name"] for row in self._db.read_now("PRAGMA table_info(messages)")}
+        if "dead_receives" not in columns:  # a data dir of an earlier version
+            self._db.submit("ALTER TABLE messages ADD COLUMN dead_receives INTEGER")
+            self._db.flush()
         self._clock = clock
         self._queues = {
             row["name"]: _Queue(row["id"], QueueSpec.model_validate_json(row["spec"]))
