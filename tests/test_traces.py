@@ -336,6 +336,9 @@ def test_with_tracing_off_nothing_is_recorded(launch: Callable[..., Platform]) -
     [
         (["--otlp-endpoint", "ftp://collector"], "is not an http:// or https:// URL"),
         (["--traces-keep", "0"], "at least 1"),
+        (["--trace-ratio", "1.5"], "--trace-ratio must be between 0 and 1"),
+        (["--trace-ratio", "nan"], "--trace-ratio must be between 0 and 1"),
+        (["--traces-per-second", "-1"], "--traces-per-second must be 0 or more"),
     ],
 )
 def test_bad_tracing_options_are_refused_before_start(
