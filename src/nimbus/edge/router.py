@@ -33,7 +33,7 @@ def path_segments(scope: Mapping[str, Any]) -> Segments:
     percent-decoded (UTF-8, as the server decodes `path`); `path` split when there is no
     `raw_path` (it is optional in ASGI)."""
     raw: bytes | None = scope.get("raw_path")
-    if raw is None:
+    if raw is None or b"%" not in raw:  # nothing encoded: the path as the server decoded it
         return split(scope["path"])
     return tuple(unquote_to_bytes(part).decode("utf-8", "replace") for part in raw.split(b"/"))
 
