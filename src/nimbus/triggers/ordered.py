@@ -128,7 +128,11 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
         A record too big by itself is given up without running, as PayloadTooLarge: Lambda
         could not invoke a function with it and would retry it until it expired, blocking its
         shard; here it goes to the on-failure destination / dead letters at once (from where
-        `nimbus dlq redrive` can still run it) and the partition moves on."""
+        `nimbus dlq redrive` can still run it) and the partition moves on. Records are weighed
+        one by one only when the whole batch is over the limit, which is rare."""
+        if len(self.event(partition, records)) <= MAX_BATCH_BYTES:
+            await self._deliver(partition, records)
+            return
         sizes = {self.position(record): len(self.event(partition, [record])) for record in records}
 
         def weight(record: R) -> int:
@@ -169,10 +173,10 @@ class OrderedConsumer(TriggerRunner, Generic[R]):
     async def _invoke(self, partition: str, records: list[R]) -> tuple[ErrorInfo | None, int, str]:
         """Run the handler; returns the error (None: all succeeded), how many records at the
         front of the batch are done, and the invocation's request id."""
+        contexts = [*filter(None, map(self.traceparent, records))]
         invocation = await self.platform.invoker.invoke(
             self.name, trigger=self.source, payload=self.event(partition, records), wait=True,
-            traceparent=next(filter(None, map(self.traceparent, records)), None),
-            links=[*filter(None, map(self.traceparent, records))],
+            traceparent=contexts[0] if contexts else None, links=contexts,
         )  # fmt: skip
         request_id = invocation.record.id
         if invocation.error is not None:

@@ -162,10 +162,10 @@ class QueuePoller(TriggerRunner):
             await self._invoke(batch[: len(batch) // 2])
             await self._invoke(batch[len(batch) // 2 :])
             return
+        contexts = [m.traceparent for m in batch if m.traceparent]
         invocation = await self.platform.invoker.invoke(
             self.name, trigger=self.source, payload=payload, wait=True,
-            traceparent=next((m.traceparent for m in batch if m.traceparent), None),
-            links=[m.traceparent for m in batch if m.traceparent],
+            traceparent=contexts[0] if contexts else None, links=contexts,
         )  # fmt: skip
         error = invocation.error
         failed: dict[str, str | None] = dict.fromkeys(m.id for m in batch)
